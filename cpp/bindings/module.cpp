@@ -1,0 +1,48 @@
+// The module orcd._core: thin glue over the C++ core. orcd::Error becomes the
+// Python class of the same kind from orcd.errors.
+#include <pybind11/stl.h>
+
+#include "bindings.h"
+#include "orcd/build.h"
+#include "orcd/error.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "orcd's C++ core";
+
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const orcd::Error& e) {
+            py::object cls = py::module_::import("orcd.errors").attr(orcd::error_kind_name(e.kind()));
+            PyErr_SetString(cls.ptr(), e.what());
+        }
+    });
+
+    m.def("build_info", [] {
+        orcd::BuildInfo b = orcd::build_info();
+        py::dict d;
+        d["version"] = b.version;
+        d["compiler"] = b.compiler;
+        d["cuda"] = b.cuda;
+        d["cuda_architectures"] = b.cuda_architectures;
+        d["build_type"] = b.build_type;
+        return d;
+    }, "How this copy of orcd was built: version, compiler, CUDA on/off, CUDA architectures, build type.");
+
+    m.def("cuda_devices", [] {
+        py::list out;
+        for (const auto& dev : orcd::cuda_devices()) {
+            py::dict d;
+            d["index"] = dev.index;
+            d["name"] = dev.name;
+            d["total_memory"] = dev.total_memory;
+            d["compute_capability"] = py::make_tuple(dev.major, dev.minor);
+            out.append(d);
+        }
+        return out;
+    }, "The CUDA devices this build can use (an empty list without a driver or GPU).");
+
+    orcd::bindings::bind_gguf(m);
+}

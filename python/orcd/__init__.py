@@ -1,0 +1,31 @@
+"""orcd: a GGUF inference runtime for NVIDIA GPUs, driven from Python."""
+from . import _core
+from .errors import (
+    ClosedError,
+    ConfigError,
+    InvalidArgumentError,
+    InvalidFileError,
+    OrcdError,
+    OutOfMemoryError,
+    UnsupportedError,
+)
+
+__version__ = _core.build_info()["version"]
+
+GGUFFile = _core.GGUFFile
+
+
+def build_info() -> dict:
+    """How this copy of orcd was built: version, compiler, CUDA on/off, CUDA architectures, build type."""
+    return _core.build_info()
+
+
+def cuda_devices() -> list:
+    """The CUDA devices orcd can use, as dicts (name, total_memory, compute_capability); [] without a GPU."""
+    return _core.cuda_devices()
+
+
+__all__ = [
+    "ClosedError", "ConfigError", "GGUFFile", "InvalidArgumentError", "InvalidFileError", "OrcdError",
+    "OutOfMemoryError", "UnsupportedError", "build_info", "cuda_devices", "__version__",
+]
