@@ -1,0 +1,118 @@
+// The operations the forward pass needs. The CPU and CUDA backends implement
+// them; the forward pass (forward.cpp) is written once against this interface.
+//
+// All activation pointers are in the backend's memory (host for CPU, device for
+// CUDA) and are float32. Row-major [n tokens, width] layouts, with an explicit
+// row stride `ld` where a buffer holds several parts (the QKV buffer holds q, k
+// and v side by side, so fused and split projections share one layout).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/weights.h"
+#include "orcd/gguf.h"
+#include "orcd/model.h"
+
+namespace orcd {
+
+struct RopeParams {
+    RopeStyle style = RopeStyle::Normal;
+    int n_heads = 0, n_kv_heads = 0, head_dim = 0;
+    int rope_dim = 0;               // rotated leading dimensions of each head
+    float freq_base = 10000.0f;
+    float freq_scale = 1.0f;        // linear position scaling (1 = none)
+    float attn_factor = 1.0f;       // multiplies cos and sin (Phi-3 long-context scaling)
+    const float* freq_factors = nullptr;  // rope_dim/2 divisors of the frequencies, or null
+};
+
+// Buffers of one session, sized for `max_batch` tokens per step.
+struct Activations {
+    int32_t* ids = nullptr;        // [max_batch]
+    int32_t* positions = nullptr;  // [max_batch]
+    float* x = nullptr;            // residual stream [B, n_embd]
+    float* h = nullptr;            // normalised [B, n_embd]
+    float* qkv = nullptr;          // [B, q_dim + 2 kv_dim]
+    float* attn = nullptr;         // [B, q_dim]
+    float* gate_up = nullptr;      // [B, 2 n_ff]: gate then up
+    float* ffn = nullptr;          // [B, n_ff]
+    float* logits = nullptr;       // [logit_rows, n_vocab]
+};
+
+// Sizes that fix a session's buffers.
+struct SessionShape {
+    int max_context = 0;
+    int max_batch = 0;   // tokens per forward step (prompts are split into steps)
+    int logit_rows = 0;  // rows of logits computed per output step
+};
+
+// Per-session state a backend owns: KV cache and activations.
+class BackendSession {
+public:
+    virtual ~BackendSession() = default;
+    Activations act;
+    SessionShape shape;
+    RopeParams rope;
+    size_t kv_bytes = 0;
+    size_t scratch_bytes = 0;
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+
+    virtual std::string device_name() const = 0;
+    virtual bool supports(gguf::TensorType type) const = 0;
+
+    // Places the given tensors (all weights the model uses) and returns a handle for each, in order.
+    // Called once; throws OutOfMemory (before allocating) when they do not fit.
+    virtual std::vector<Weight> load_weights(const gguf::File& file, const std::vector<const gguf::TensorInfo*>& tensors) = 0;
+    // A float32 vector owned by the backend (derived data such as computed RoPE factors).
+    virtual Weight upload_floats(const std::vector<float>& values) = 0;
+    virtual size_t weight_bytes() const = 0;
+
+    // Bytes a session of this shape would take (KV cache, scratch), for reporting and checks.
+    virtual size_t session_bytes(const ModelConfig& config, const SessionShape& shape) const = 0;
+    // Allocates a session's KV cache and buffers; throws OutOfMemory before allocating.
+    virtual std::unique_ptr<BackendSession> create_session(const ModelConfig& config, const SessionShape& shape) = 0;
+
+    // Copies n token ids and their positions pos0.. into act.ids / act.positions.
+    virtual void set_inputs(BackendSession& s, const int32_t* ids, int n, int pos0) = 0;
+
+    // A step of n tokens may be recorded once and replayed (CUDA graphs). If
+    // begin_step returns true, a recording was replayed and the ops are skipped.
+    virtual bool begin_step(BackendSession&, int /*n*/) { return false; }
+    virtual void end_step(BackendSession&, int /*n*/) {}
+
+    // out[i, :] = dequantised row ids[i] of the table, i < n.
+    virtual void embed(const Weight& table, const int32_t* ids, int n, float* out) = 0;
+    // out[i, :] = x[i, :] / sqrt(mean(x[i, :]^2) + eps) * w, i < n rows of `dim`.
+    virtual void rms_norm(const float* x, const Weight& w, float eps, int n, int dim, float* out) = 0;
+    // out[i, r] (+)= sum_c x[i, c] * W[r, c] (+ bias[r]), i < n, r < W.rows; out row stride ldo.
+    virtual void matmul(const Weight& w, const float* x, int n, float* out, int ldo, const Weight* bias, bool accumulate) = 0;
+    // Rotates the q and k parts of qkv ([n, ld]: q at 0, k at n_heads*head_dim) in place.
+    virtual void rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p) = 0;
+    // Stores k and v of the n tokens into layer's cache at their positions, then
+    // out[i] = causal softmax(q k^T / sqrt(head_dim)) v over positions 0..positions[i].
+    virtual void attention(BackendSession& s, int layer, const float* qkv, int ld, int n, const int32_t* positions, float* out) = 0;
+    // out[i, j] = silu(gate_up[i, j]) * gate_up[i, n_ff + j].
+    virtual void swiglu(const float* gate_up, int n, int n_ff, float* out) = 0;
+
+    // Copies count floats from the backend's memory to the host (waits for the work before it).
+    virtual void download(const float* src, size_t count, float* dst) = 0;
+};
+
+// The backend for a device; throws InvalidArgument / Unsupported when it cannot be had.
+std::unique_ptr<Backend> make_backend(const ModelOptions& options);
+
+}  // namespace orcd
+
+#ifdef ORCD_WITH_CUDA
+namespace orcd {
+// The CUDA backend on device options.device.index (cuda/cuda_backend.cu).
+std::unique_ptr<Backend> make_cuda_backend(const ModelOptions& options);
+}  // namespace orcd
+#endif
