@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 from . import models
 from .errors import OrcdError
@@ -67,8 +68,27 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmake_dir() -> Path:
+    """The folder holding orcdConfig.cmake in this installed package, for C++ programs' find_package(orcd)."""
+    return Path(__file__).resolve().parent / "lib" / "cmake" / "orcd"
+
+
+class _PrintCMakeDir(argparse.Action):
+    """Like --version: prints and exits while parsing, so no subcommand is needed."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        path = cmake_dir()
+        if not (path / "orcdConfig.cmake").is_file():
+            parser.exit(1, f"orcd: error: {path} holds no orcdConfig.cmake: this copy of orcd is not an installed wheel "
+                           "(`pip install .` makes one); `cmake --install` of a CMake build also gives C++ programs the package\n")
+        print(path)
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orcd", description="Run GGUF language models on NVIDIA GPUs (or the CPU).")
+    parser.add_argument("--cmake-dir", action=_PrintCMakeDir, nargs=0,
+                        help="print the folder of orcdConfig.cmake, for C++ programs: cmake -Dorcd_DIR=\"$(orcd --cmake-dir)\"")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -7,6 +7,7 @@
 
 namespace orcd {
 
+/// How this copy was built, as recorded at compile time.
 struct BuildInfo {
     std::string version;
     std::string compiler;            // e.g. "GNU 12.2.0"
@@ -14,6 +15,7 @@ struct BuildInfo {
     std::string cuda_architectures;  // e.g. "80,86,89,90"; empty without CUDA
     std::string build_type;          // CMake build type
 };
+/// This build's description. Throws nothing but std::bad_alloc.
 BuildInfo build_info();
 
 struct CudaDevice {
@@ -22,8 +24,8 @@ struct CudaDevice {
     size_t total_memory = 0;  // bytes
     int major = 0, minor = 0; // compute capability
 };
-// The CUDA devices usable by this build; empty without a driver, a GPU or the
-// CUDA backend. Never throws.
+/// The CUDA devices usable by this build; empty without a driver, a GPU or the
+/// CUDA backend. Throws nothing but std::bad_alloc.
 std::vector<CudaDevice> cuda_devices();
 
 }  // namespace orcd

@@ -17,12 +17,15 @@ enum class ErrorKind {
     Closed,           // an object was used after close()
 };
 
-// Name of the kind as Python knows it, e.g. "InvalidFileError".
+/// Name of the kind as Python knows it, e.g. "InvalidFileError" (static
+/// storage, never freed). Never throws.
 const char* error_kind_name(ErrorKind kind);
 
+/// What orcd throws; what() is the message for the user.
 class Error : public std::runtime_error {
 public:
     Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+    /// Which kind of failure this is, for callers that branch on it.
     ErrorKind kind() const noexcept { return kind_; }
 
 private:

@@ -32,13 +32,13 @@ struct TypeTraits {
     uint32_t block_bytes; // bytes per block
 };
 
-// Traits of a type id, or nullptr when the id is unknown.
+/// Traits of a type id (static storage), or nullptr when the id is unknown. Never throws.
 const TypeTraits* type_traits(uint32_t type_id);
-// Traits of a known type; throws Unsupported for an unknown one.
+/// Traits of a known type (static storage); throws Unsupported for an unknown one.
 const TypeTraits& traits(TensorType type);
-// The type of a name such as "Q4_K"; throws InvalidArgument for an unknown name.
+/// The type of a name such as "Q4_K"; throws InvalidArgument for an unknown name.
 TensorType type_from_name(std::string_view name);
-// Bytes of a row of n elements; throws InvalidArgument if n is not a whole number of blocks.
+/// Bytes of a row of n elements; throws InvalidArgument if n is not a whole number of blocks.
 uint64_t row_bytes(TensorType type, uint64_t n);
 
 // Metadata value types, with the ids GGUF files store.
@@ -46,8 +46,9 @@ enum class ValueType : uint32_t {
     U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
     STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
 };
+/// Lower-case name of a value type, e.g. "u32" (static storage). Never throws.
 const char* value_type_name(ValueType type);
-// Bytes of one element of a fixed-size type (0 for STRING and ARRAY).
+/// Bytes of one element of a fixed-size type (0 for STRING and ARRAY). Never throws.
 size_t value_type_size(ValueType type);
 
 // One metadata value. Strings and numeric arrays are views into the mapping:
@@ -65,7 +66,7 @@ struct Value {
     std::vector<std::string_view> strings;  // string elements
     std::vector<Value> items;               // nested arrays
 
-    // Checked accessors; each throws InvalidFile naming the expected type.
+    /// Checked accessors; each throws InvalidFile naming the expected type.
     uint64_t as_uint() const;    // any unsigned or non-negative signed integer
     int64_t as_int() const;      // any integer that fits int64
     double as_float() const;     // any number
@@ -73,6 +74,7 @@ struct Value {
     std::string_view as_string() const;
 };
 
+/// One entry of the tensor table; name points into the File's mapping.
 struct TensorInfo {
     std::string_view name;
     TensorType type;
@@ -83,12 +85,16 @@ struct TensorInfo {
     uint64_t n_elements() const { return dims[0] * dims[1] * dims[2] * dims[3]; }
 };
 
+/// A parsed GGUF file. It owns the mapping: every view it hands out (Value
+/// strings and arrays, TensorInfo names, tensor_data spans) is valid while the
+/// File lives. Read-only, so one File may be read from several threads.
 class File {
 public:
-    // Maps and validates the file. Throws InvalidFile (malformed), Unsupported
-    // (unknown version or tensor type) or InvalidArgument (cannot open).
+    /// Maps and validates the file. Throws InvalidFile (malformed), Unsupported
+    /// (unknown version or tensor type) or InvalidArgument (cannot open).
     static std::shared_ptr<File> open(const std::string& path);
-    // Validates a buffer the caller keeps alive for the File's lifetime (tests, fuzzing).
+    /// Validates a buffer the caller keeps alive for the File's lifetime (tests,
+    /// fuzzing); nothing is copied. Throws as open() does.
     static std::shared_ptr<File> from_memory(const uint8_t* data, size_t size, std::string label = "<memory>");
     ~File();
     File(const File&) = delete;
@@ -100,14 +106,18 @@ public:
     uint64_t data_offset() const { return data_offset_; }
     size_t size() const { return size_; }
 
-    // Metadata in file order.
+    /// Metadata in file order.
     const std::vector<std::pair<std::string_view, Value>>& metadata() const { return kv_; }
-    const Value* find(std::string_view key) const;  // nullptr when absent
-    const Value& get(std::string_view key) const;   // throws InvalidFile when absent
+    /// The value of a key, or nullptr when absent. Never throws.
+    const Value* find(std::string_view key) const;
+    /// The value of a key; throws InvalidFile naming the key when absent.
+    const Value& get(std::string_view key) const;
 
+    /// The tensor table in file order; offsets are absolute.
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
-    const TensorInfo* find_tensor(std::string_view name) const;  // nullptr when absent
-    // Raw bytes of a tensor, inside the mapping.
+    /// A tensor by name, or nullptr when absent. Never throws.
+    const TensorInfo* find_tensor(std::string_view name) const;
+    /// Raw bytes of a tensor of this File, inside the mapping (not copied).
     std::span<const uint8_t> tensor_data(const TensorInfo& t) const { return {base_ + t.offset, t.nbytes}; }
 
 private:

@@ -20,7 +20,7 @@
 
 namespace orcd {
 
-// Where a model runs.
+/// Where a model runs.
 struct Device {
     enum class Kind { CPU, CUDA };
     Kind kind = Kind::CPU;
@@ -28,9 +28,10 @@ struct Device {
 
     static Device cpu() { return {Kind::CPU, 0}; }
     static Device cuda(int index = 0) { return {Kind::CUDA, index}; }
-    // Parses "cpu", "cuda" or "cuda:N"; throws InvalidArgument otherwise.
+    /// Parses "cpu", "cuda" or "cuda:N"; throws InvalidArgument otherwise.
     static Device parse(std::string_view text);
-    std::string str() const;  // "cpu" or "cuda:N"
+    /// "cpu" or "cuda:N"; parse() reads it back.
+    std::string str() const;
 };
 
 struct ModelOptions {
@@ -43,7 +44,7 @@ enum class RopeStyle {
     NeoX,    // rotates halves (i, i + d/2): Qwen2, Phi-3
 };
 
-// Hyper-parameters, all read from the file's metadata.
+/// Hyper-parameters, all read from the file's metadata.
 struct ModelConfig {
     std::string architecture;  // "qwen2", "llama", "phi3"
     std::string name;          // general.name, if any
@@ -68,7 +69,7 @@ struct SessionOptions {
     bool allow_beyond_model_context = false;  // permit max_context > context_length
 };
 
-// Bytes a model (or a session) holds on its device.
+/// Bytes a model and its open sessions hold on the model's device.
 struct MemoryReport {
     std::string device;  // e.g. "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)"
     size_t weights = 0;
@@ -78,46 +79,60 @@ struct MemoryReport {
 
 class Model;
 
-// One sequence: a KV cache and scratch sized at creation. Not thread-safe by
-// itself; different sessions may run concurrently.
+/// One sequence: a KV cache and scratch sized at creation. Not thread-safe by
+/// itself; different sessions may run concurrently. Every call but n_past()
+/// and max_context() throws Closed once its model was closed. Destroying the
+/// session frees its memory.
 class Session {
 public:
     virtual ~Session() = default;
 
-    // Appends ids to the context and returns the logits of the last position
-    // (n_vocab floats, valid until the next call on this session). Throws
-    // InvalidArgument for an empty list, an id outside the vocabulary or a
-    // context overflow; the session is then unchanged.
+    /// Appends ids to the context and returns the logits of the last position
+    /// (n_vocab floats owned by the session, valid until its next call). Throws
+    /// InvalidArgument for an empty list, an id outside the vocabulary or a
+    /// context overflow; the session is then unchanged.
     virtual std::span<const float> prefill(std::span<const int32_t> ids) = 0;
-    // Like prefill, but returns the logits of every position: ids.size() * n_vocab floats, row-major.
+    /// Like prefill, but returns the logits of every position: ids.size() *
+    /// n_vocab floats, row-major, owned and valid as prefill's. Throws as prefill.
     virtual std::span<const float> prefill_all(std::span<const int32_t> ids) = 0;
-    // Appends one token; returns the logits of its position.
+    /// Appends one token and returns the logits of its position. Throws as prefill.
     virtual std::span<const float> decode(int32_t id) = 0;
 
-    virtual int n_past() const = 0;       // tokens in the context
-    virtual int max_context() const = 0;  // capacity of the KV cache
-    // Forgets the last n tokens (InvalidArgument if n > n_past()).
+    /// Tokens in the context. Never throws.
+    virtual int n_past() const = 0;
+    /// Capacity of the KV cache, in tokens. Never throws.
+    virtual int max_context() const = 0;
+    /// Forgets the last n tokens; throws InvalidArgument if n < 0 or n > n_past().
     virtual void rewind(int n) = 0;
-    // Forgets every token.
+    /// Forgets every token.
     virtual void reset() = 0;
 };
 
+/// Weights on a device, shared by the caller and every session made from it:
+/// its memory goes when the last of them lets go.
 class Model {
 public:
-    // Maps, validates and places the weights on the device. Throws InvalidFile,
-    // Unsupported (architecture, tensor type, missing or mis-shaped tensor),
-    // InvalidArgument (device) or OutOfMemory (says needed and free bytes).
+    /// Maps, validates and places the weights on the device. Throws InvalidFile,
+    /// Unsupported (architecture, tensor type, missing or mis-shaped tensor, a
+    /// device this build cannot use), InvalidArgument (the file cannot be
+    /// opened, device) or OutOfMemory (says needed and free bytes).
     static std::shared_ptr<Model> load(const std::string& path, const ModelOptions& options = {});
     virtual ~Model() = default;
 
+    /// The hyper-parameters; the reference lives as long as the model. Never throws.
     virtual const ModelConfig& config() const = 0;
+    /// The device the weights are on. Never throws.
     virtual Device device() const = 0;
-    // Allocates a KV cache and scratch; throws InvalidArgument (max_context) or OutOfMemory.
+    /// Allocates a KV cache and scratch for a new session the caller owns; it
+    /// keeps the model alive. Throws InvalidArgument (max_context), OutOfMemory
+    /// or Closed.
     virtual std::unique_ptr<Session> create_session(const SessionOptions& options = {}) = 0;
+    /// Weights, KV caches and scratch now held. Never throws.
     virtual MemoryReport memory_report() const = 0;
-    // Marks the model closed: later calls on it or its sessions throw Closed.
-    // The memory goes when the last session does.
+    /// Marks the model closed: later create_session() and session calls throw
+    /// Closed. The memory goes when the last session and handle do. Never throws.
     virtual void close() = 0;
+    /// Whether close() was called. Never throws.
     virtual bool closed() const = 0;
 };
 
