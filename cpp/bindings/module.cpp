@@ -45,4 +45,5 @@ PYBIND11_MODULE(_core, m) {
     }, "The CUDA devices this build can use (an empty list without a driver or GPU).");
 
     orcd::bindings::bind_gguf(m);
+    orcd::bindings::bind_model(m);
 }

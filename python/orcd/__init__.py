@@ -14,6 +14,9 @@ __version__ = _core.build_info()["version"]
 
 GGUFFile = _core.GGUFFile
 
+from . import models  # noqa: E402
+from .model import HyperParams, Model, Session  # noqa: E402
+
 
 def build_info() -> dict:
     """How this copy of orcd was built: version, compiler, CUDA on/off, CUDA architectures, build type."""
@@ -26,6 +29,6 @@ def cuda_devices() -> list:
 
 
 __all__ = [
-    "ClosedError", "ConfigError", "GGUFFile", "InvalidArgumentError", "InvalidFileError", "OrcdError",
+    "ClosedError", "ConfigError", "GGUFFile", "HyperParams", "Model", "Session", "models", "InvalidArgumentError", "InvalidFileError", "OrcdError",
     "OutOfMemoryError", "UnsupportedError", "build_info", "cuda_devices", "__version__",
 ]

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs orcd with its test extras, then runs the C++ (googletest) and Python
+# (pytest) suites. GPU tests skip with a reason on machines without a GPU.
+# Environment: CMAKE_CUDA_ARCHITECTURES (default: the project's list) to build
+# fewer CUDA targets; PYTHON (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+cuda_arch_arg=()
+if [ -n "${CMAKE_CUDA_ARCHITECTURES:-}" ]; then
+  cuda_arch_arg=(-DCMAKE_CUDA_ARCHITECTURES="$CMAKE_CUDA_ARCHITECTURES")
+  export CMAKE_ARGS="${CMAKE_ARGS:-} -DCMAKE_CUDA_ARCHITECTURES=$CMAKE_CUDA_ARCHITECTURES"
+fi
+
+echo "== installing orcd with its test extras"
+"$PYTHON" -m pip install --quiet ".[test]"
+
+echo "== C++ tests"
+cmake -S . -B build/tests -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_arch_arg[@]}" > build-tests-configure.log
+grep -E "orcd:" build-tests-configure.log || true
+rm -f build-tests-configure.log
+cmake --build build/tests
+if [ -f build/tests/CTestTestfile.cmake ]; then
+  ctest --test-dir build/tests --output-on-failure 2>&1 | tail -n 15
+  ctest --test-dir build/tests --output-on-failure > /dev/null  # fail the run on any failure
+else
+  echo "googletest is not installed (Debian: libgtest-dev): C++ tests skipped"
+fi
+
+echo "== Python tests"
+"$PYTHON" -m pytest -q -rs tests_py
