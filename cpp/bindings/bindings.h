@@ -7,5 +7,6 @@ namespace orcd::bindings {
 
 void bind_gguf(pybind11::module_& m);
 void bind_model(pybind11::module_& m);
+void bind_quant(pybind11::module_& m);
 
 }  // namespace orcd::bindings

@@ -46,4 +46,5 @@ PYBIND11_MODULE(_core, m) {
 
     orcd::bindings::bind_gguf(m);
     orcd::bindings::bind_model(m);
+    orcd::bindings::bind_quant(m);
 }
