@@ -48,7 +48,7 @@ def write_tiny_model(path, arch, n_embd=256, n_heads=4, n_kv_heads=1, n_ff=512, 
         if raw is None:
             w.add_tensor(name, data)
         else:
-            w.add_tensor(name, data, raw_shape=(rows, cols), raw_dtype=raw)
+            w.add_tensor(name, data, raw_dtype=raw)  # shape taken from the block bytes
 
     def vector(name, n, ones=False):
         v = np.ones(n, np.float32) if ones else (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)

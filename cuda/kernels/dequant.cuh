@@ -115,7 +115,7 @@ struct Decode<TensorType::Q5_0> {
         const uint64_t q = load8_bytes(b->qs + 8 * (i & 1));
         const int shift = (i >> 1) * 4;
 #pragma unroll
-        for (int k = 0; k < 8; ++k) v[k] = d * float((((byte_of(q, k) >> shift) & 15) | (((qh >> k) & 1) << 4)) - 16);
+        for (int k = 0; k < 8; ++k) v[k] = d * float((((byte_of(q, k) >> shift) & 15) | int(((qh >> k) & 1) << 4)) - 16);
     }
 };
 template <>
