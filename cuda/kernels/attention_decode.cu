@@ -132,23 +132,32 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // out[h, d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s.
+// v2: the splits' weights e^(m_s - M) are computed once, in parallel, into shared
+// memory (v1 had every thread walk all splits three times: 41 us per layer).
+constexpr int kMaxSplits = 1024;
 __global__ void attention_combine_kernel(const float* partials, int splits, int head_dim, float* out) {
+    __shared__ float weight[kMaxSplits];
+    __shared__ float total;
     const int h = blockIdx.x;
     const float* recs = partials + size_t(h) * splits * (head_dim + 2);
     float m = -FLT_MAX;
-    for (int s = 0; s < splits; ++s) m = fmaxf(m, recs[size_t(s) * (head_dim + 2)]);
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) m = fmaxf(m, recs[size_t(s) * (head_dim + 2)]);
+    m = block_max(m);
     float denom = 0.0f;
-    for (int s = 0; s < splits; ++s) {
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
         const float* r = recs + size_t(s) * (head_dim + 2);
-        if (r[1] > 0.0f) denom += __expf(r[0] - m) * r[1];
+        const float w = r[1] > 0.0f ? __expf(r[0] - m) : 0.0f;
+        weight[s] = w;
+        denom += w * r[1];
     }
+    denom = block_sum(denom);
+    if (threadIdx.x == 0) total = denom;
+    __syncthreads();
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float num = 0.0f;
-        for (int s = 0; s < splits; ++s) {
-            const float* r = recs + size_t(s) * (head_dim + 2);
-            if (r[1] > 0.0f) num += __expf(r[0] - m) * r[2 + d];
-        }
-        out[size_t(h) * head_dim + d] = num / denom;
+        for (int s = 0; s < splits; ++s)
+            if (weight[s] > 0.0f) num += weight[s] * recs[size_t(s) * (head_dim + 2) + 2 + d];
+        out[size_t(h) * head_dim + d] = num / total;
     }
 }
 
@@ -159,7 +168,7 @@ size_t decode_smem_bytes(int group, int head_dim) {
 }  // namespace
 
 int attention_decode_splits(const AttentionShape& shape) {
-    return std::max(1, kTargetBlocks / shape.n_kv_heads);
+    return std::min(kMaxSplits, std::max(1, kTargetBlocks / shape.n_kv_heads));
 }
 
 void launch_attention_decode(const float* qkv, const int32_t* positions, const __half* k_cache,

@@ -28,4 +28,16 @@ __device__ __forceinline__ float block_sum(float v) {
     return warp_sum(v);
 }
 
+// Maximum over the block, as block_sum.
+__device__ __forceinline__ float block_max(float v) {
+    __shared__ float partial[32];
+    v = warp_max(v);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, n_warps = blockDim.x / 32;
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    v = lane < n_warps ? partial[lane] : -3.402823466e38f;
+    return warp_max(v);
+}
+
 }  // namespace orcd::cuda
