@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs orcd with its test extras, then runs the C++ (googletest) and Python
-# (pytest) suites. GPU tests skip with a reason on machines without a GPU.
+# (pytest) suites, then builds and runs examples/cpp against the installed C++
+# package. GPU tests skip with a reason on machines without a GPU.
 # Environment: CMAKE_CUDA_ARCHITECTURES (default: the project's list) to build
 # fewer CUDA targets; PYTHON (default python3).
 set -euo pipefail
@@ -29,3 +30,5 @@ fi
 
 echo "== Python tests"
 "$PYTHON" -m pytest -q -rs tests_py
+
+bash scripts/check_cpp_package.sh build/tests

@@ -8,7 +8,8 @@ import sys
 import gguf
 import numpy as np
 
-N_LAYERS, N_EMBD, N_HEADS, N_KV_HEADS, N_FF, CONTEXT = 2, 64, 4, 2, 128, 256
+# head_dim 32: small, and a size the CUDA backend's attention kernels take.
+N_LAYERS, N_EMBD, N_HEADS, N_KV_HEADS, N_FF, CONTEXT = 2, 128, 4, 2, 256, 256
 HEAD_DIM = N_EMBD // N_HEADS
 WORDS = ("the a cat dog sat on mat ran and is red blue big small sun moon sky sea tree bird song day night "
          "star rain snow wind fire stone river hill road").split()
