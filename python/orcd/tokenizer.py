@@ -18,7 +18,9 @@ from __future__ import annotations
 import codecs
 import heapq
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
+
+import regex
 
 from .errors import InvalidArgumentError, InvalidFileError, UnsupportedError
 from .pretokenize import ADD_BOS_BY_DEFAULT, IGNORE_MERGES, PreTokenizer
@@ -388,7 +390,7 @@ class Tokenizer:
         if self._ignore_merges and chars in vocab:
             return (vocab[chars],)
         ids: list[int] = []
-        for symbol in _merge_by_rank(list(chars), self._ranks):
+        for symbol in _merge_by_rank(chars, self._ranks):
             token = vocab.get(symbol)
             if token is not None:
                 ids.append(token)
@@ -542,7 +544,7 @@ class StreamDecoder:
 # ------------------------------------------------------------------ merge algorithms
 
 
-def _merge_by_rank(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
+def _merge_by_rank(symbols: Sequence[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
     """Byte-level BPE: merge the adjacent pair of lowest rank (leftmost on ties) until none is left.
 
     Works in rounds: a round merges every occurrence of the best pair, left to right.
@@ -551,11 +553,13 @@ def _merge_by_rank(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> 
     does not, the word is redone one merge at a time.
     """
     if len(symbols) < 2:
-        return symbols
+        return list(symbols)
+    if len(symbols) > _LONG_WORD:
+        return _merge_long_word(symbols, ranks)
+    symbols = list(symbols)
     missing = len(ranks) + 1
     while len(symbols) > 1:
-        pairs = set(zip(symbols, symbols[1:]))
-        best = min(pairs, key=lambda p: ranks.get(p, missing))
+        best = min(zip(symbols, symbols[1:]), key=lambda p: ranks.get(p, missing))
         rank = ranks.get(best)
         if rank is None:
             break
@@ -583,6 +587,70 @@ def _merge_by_rank(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> 
                 i = j + 1
         symbols = out
     return symbols
+
+
+# Words longer than this (in byte symbols) are merged with C-speed string
+# replacement, which keeps a megabyte-long word (one repeated character) fast.
+_LONG_WORD = 256
+
+# Each symbol is written OPEN + symbol + CLOSE. Byte-level symbols never contain
+# these control characters (bytes below 0x21 are written as U+0100 and up), so
+# OPEN a CLOSE OPEN b CLOSE is exactly "symbol a followed by symbol b", and
+# occurrences never share characters: one str.replace merges them left to right,
+# pairing runs of one symbol from the left as one-at-a-time merging does.
+_OPEN, _CLOSE = "\x01", "\x02"
+
+
+def _merge_long_word(symbols: Sequence[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
+    missing = len(ranks) + 1
+    wrapped = _OPEN + (_CLOSE + _OPEN).join(symbols) + _CLOSE
+    alphabet = set(symbols)
+    absent: set[tuple[str, str]] = set()
+    previous_rank, previous_state = -1, wrapped
+    while True:
+        best = _best_pair(wrapped, alphabet, absent, ranks)
+        if best is None:
+            return _unwrap(wrapped)
+        rank, first, second = best
+        merged = first + second
+        # Rounds must come in rank order, and a pair (merged, first) that exists only
+        # between two merges of one round must not rank before them either.
+        if rank < previous_rank:
+            return _merge_by_rank_exact(_unwrap(previous_state), ranks)
+        if ranks.get((merged, first), missing) < rank:
+            return _merge_by_rank_exact(_unwrap(wrapped), ranks)
+        previous_rank, previous_state = rank, wrapped
+        wrapped = wrapped.replace(_OPEN + first + _CLOSE + _OPEN + second + _CLOSE,
+                                  _OPEN + merged + _CLOSE)
+        # Only pairs with the new symbol can have appeared.
+        absent = {p for p in absent if merged not in p}
+        alphabet.add(merged)
+
+
+def _unwrap(wrapped: str) -> list[str]:
+    return wrapped[1:-1].split(_CLOSE + _OPEN)
+
+
+def _best_pair(wrapped: str, alphabet: set[str], absent: set[tuple[str, str]],
+               ranks: Mapping[tuple[str, str], int]):
+    """(rank, first, second) of the lowest-ranked adjacent pair, or None.
+
+    absent collects pairs found missing, so that each is searched for only once
+    until a merge makes it possible again.
+    """
+    if len(alphabet) <= 64:
+        candidates = sorted(
+            (rank, a, b) for a in alphabet for b in alphabet
+            if (rank := ranks.get((a, b))) is not None and (a, b) not in absent
+        )
+        for rank, a, b in candidates:
+            if _OPEN + a + _CLOSE + _OPEN + b + _CLOSE in wrapped:
+                return rank, a, b
+            absent.add((a, b))
+        return None
+    current = _unwrap(wrapped)
+    found = [(ranks[p], *p) for p in set(zip(current, current[1:])) if p in ranks]
+    return min(found) if found else None
 
 
 def _merge_by_rank_exact(symbols: list[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
