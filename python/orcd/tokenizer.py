@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import heapq
+import operator
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -80,8 +81,8 @@ def _byte_to_unicode() -> dict[int, str]:
 
 _BYTE_TO_CHAR = _byte_to_unicode()
 _CHAR_TO_BYTE = {c: b for b, c in _BYTE_TO_CHAR.items()}
-# bytes.translate table would need bytes out; str.translate over latin-1 text does the mapping.
-_LATIN1_TO_BYTECHARS = {b: c for b, c in _BYTE_TO_CHAR.items()}
+# A word's UTF-8 bytes, read as Latin-1 (one character per byte), translate to byte-level symbols.
+_LATIN1_TO_BYTECHARS = str.maketrans({chr(b): c for b, c in _BYTE_TO_CHAR.items()})
 
 
 def _as_list(value: Any) -> list:
@@ -94,13 +95,14 @@ def _as_list(value: Any) -> list:
 
 
 def _opt_id(metadata: Mapping[str, Any], key: str, default: int | None, n_vocab: int) -> int | None:
+    """A special token id from metadata; out-of-vocabulary values fall back to the default."""
+    if default is not None and not 0 <= default < n_vocab:
+        default = None
     value = metadata.get(key)
     if value is None:
-        value = default
-    if value is None:
-        return None
+        return default
     value = int(value)
-    return value if 0 <= value < n_vocab else default if default is not None and default < n_vocab else None
+    return value if 0 <= value < n_vocab else default
 
 
 class Tokenizer:
@@ -284,12 +286,11 @@ class Tokenizer:
 
     def token_text(self, token_id: int) -> str:
         """The vocabulary entry of an id (byte-level or U+2581 form, not decoded)."""
-        self._check_id(token_id)
-        return self._tokens[token_id]
+        return self._tokens[self._check_id(token_id)]
 
     def token_type(self, token_id: int) -> int:
-        self._check_id(token_id)
-        return self._types[token_id]
+        """The id's TokenType value (after llama.cpp's corrections of control tokens)."""
+        return self._types[self._check_id(token_id)]
 
     def token_to_id(self, text: str) -> int | None:
         """The id whose vocabulary entry is exactly text, or None."""
@@ -297,8 +298,7 @@ class Tokenizer:
 
     def is_special(self, token_id: int) -> bool:
         """Control and unknown tokens: the ones decode(skip_special=True) leaves out."""
-        self._check_id(token_id)
-        return self._types[token_id] in (TokenType.CONTROL, TokenType.UNKNOWN)
+        return self._types[self._check_id(token_id)] in (TokenType.CONTROL, TokenType.UNKNOWN)
 
     # ---------------------------------------------------------------- encoding
 
@@ -449,7 +449,7 @@ class Tokenizer:
 
     def token_bytes(self, token_id: int, skip_special: bool = False) -> bytes:
         """The bytes one token contributes to decoded text."""
-        self._check_id(token_id)
+        token_id = self._check_id(token_id)
         if skip_special and self._types[token_id] in (TokenType.CONTROL, TokenType.UNKNOWN):
             return b""
         return self._pieces[token_id]
@@ -460,7 +460,13 @@ class Tokenizer:
         skip_special leaves out control and unknown tokens. For SentencePiece models the
         space that encoding put in front of the text is removed again.
         """
-        pieces = [self.token_bytes(i, skip_special) for i in self._checked_ids(ids)]
+        ids = self._checked_ids(ids)
+        if skip_special:
+            hidden = (TokenType.CONTROL, TokenType.UNKNOWN)
+            types = self._types
+            pieces = [b"" if types[i] in hidden else self._pieces[i] for i in ids]
+        else:
+            pieces = [self._pieces[i] for i in ids]
         data = b"".join(pieces)
         if self._is_spm and self.add_space_prefix:
             data = _drop_prefix_space(pieces, data)
@@ -472,32 +478,23 @@ class Tokenizer:
 
     # ---------------------------------------------------------------- checks
 
-    def _check_id(self, token_id: Any) -> None:
-        if isinstance(token_id, bool) or not isinstance(token_id, int):
-            try:
-                import numpy as np
-
-                if isinstance(token_id, np.integer):
-                    token_id = int(token_id)
-                else:
-                    raise TypeError
-            except (ImportError, TypeError):
-                raise InvalidArgumentError(
-                    f"token ids are ints, got {type(token_id).__name__}"
-                ) from None
-        if not 0 <= token_id < len(self._tokens):
+    def _check_id(self, token_id: Any) -> int:
+        try:
+            if isinstance(token_id, bool):
+                raise TypeError
+            value = operator.index(token_id)  # ints and numpy integers, not floats or strings
+        except TypeError:
+            raise InvalidArgumentError(f"token ids are ints, got {type(token_id).__name__}") from None
+        if not 0 <= value < len(self._tokens):
             raise InvalidArgumentError(
-                f"token id {token_id} is outside the vocabulary (0..{len(self._tokens) - 1})"
+                f"token id {value} is outside the vocabulary (0..{len(self._tokens) - 1})"
             )
+        return value
 
     def _checked_ids(self, ids: Iterable[int]) -> list[int]:
         if isinstance(ids, (str, bytes)):
             raise InvalidArgumentError("decode takes a sequence of token ids, not a string")
-        out = []
-        for i in ids:
-            self._check_id(i)
-            out.append(int(i))
-        return out
+        return [self._check_id(i) for i in ids]
 
     def __repr__(self) -> str:
         kind = "spm" if self._is_spm else f"bpe/{self.pre_tokenizer.name}"
@@ -683,16 +680,10 @@ def _merge_with_heap(symbols: list[str], priority) -> list[str]:
     nxt = list(range(1, n + 1))
     nxt[-1] = -1
     heap: list[tuple[float, int, int, str]] = []
-
-    def push(left: int, right: int) -> None:
-        if left < 0 or right < 0:
-            return
-        value = priority(text[left], text[right])
-        if value is not None:
-            heap.append((value, left, right, text[left] + text[right]))
-
     for i in range(n - 1):
-        push(i, i + 1)
+        value = priority(text[i], text[i + 1])
+        if value is not None:
+            heap.append((value, i, i + 1, text[i] + text[i + 1]))
     heapq.heapify(heap)
 
     def push_heap(left: int, right: int) -> None:
