@@ -107,7 +107,9 @@ def test_properties(tok, metadata):
     assert tok.pad_id == 151643
     assert tok.eot_id == 151645  # found by its text, as llama.cpp does
     assert tok.unknown_id is None
-    assert {151643, 151645} <= tok.stop_ids
+    # llama.cpp's end-of-generation set, "</s>" (128247) included, found by its text
+    assert tok.stop_ids == {151643, 151645, 151662, 151663, 151664, 128247}
+    assert tok.is_special(128247) and tok.encode("</s>") == [128247]
 
 
 def test_add_special_follows_metadata(tok, metadata):

@@ -40,21 +40,34 @@ class TokenType:
     BYTE = 6
 
 
-# Texts that llama.cpp always treats as control tokens, whatever the file says.
-_CONTROL_TEXTS = frozenset({
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-    "<EOT>", "_<EOT>", "<｜end▁of▁sentence｜>", "<|eom_id|>",
+# Tokens that end generation, recognised by their text as llama.cpp does (files
+# converted before these were marked often list them as normal tokens).
+_END_OF_GENERATION_TEXTS = frozenset({
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+    "<｜end▁of▁sentence｜>", "[e~[",
+})
+# Fill-in-the-middle markers of the code models; the last three also end generation.
+_FIM_TEXTS = frozenset({
     "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
+    "<|code_prefix|>", "<|prefix|>",
     "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>",
+    "<|code_suffix|>", "<|suffix|>",
     "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>",
-    "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
+    "<|code_middle|>", "<|middle|>",
+})
+_FIM_END_TEXTS = frozenset({
+    "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]",
     "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>",
     "<|file_sep|>",
 })
+# All of these are control tokens in llama.cpp, whatever type the file gives them.
+_CONTROL_TEXTS = _END_OF_GENERATION_TEXTS | _FIM_TEXTS | _FIM_END_TEXTS
 # Candidates for the end-of-turn token when the metadata names none, in llama.cpp's order.
 _EOT_TEXTS = (
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-    "<EOT>", "_<EOT>", "<｜end▁of▁sentence｜>",
+    "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>",
 )
 # gpt-oss renders these even when special tokens are skipped.
 _ALWAYS_RENDERED_TEXTS = frozenset({"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"})
@@ -181,10 +194,21 @@ class Tokenizer:
 
         # Files converted before these texts were marked keep them as normal tokens;
         # llama.cpp upgrades them to control tokens, and so do we.
+        vocab = self._token_to_id
         for text in _CONTROL_TEXTS:
-            i = self._token_to_id.get(text)
-            if i is not None and types[i] not in (TokenType.CONTROL,):
-                types[i] = TokenType.CONTROL
+            if text in vocab:
+                types[vocab[text]] = TokenType.CONTROL
+        self._stop_ids = {vocab[t] for t in _END_OF_GENERATION_TEXTS | _FIM_END_TEXTS if t in vocab}
+        # Exceptions llama.cpp makes: "<|end|>" only separates messages in gpt-oss and
+        # solar-open, and "</s>" is plain text in vocabularies with "<|tool_response>".
+        if "<|end|>" in vocab and (
+            {"<|return|>", "<|call|>"} <= vocab.keys() or {"<|calls|>", "<|flush|>"} <= vocab.keys()
+        ):
+            types[vocab["<|end|>"]] = TokenType.USER_DEFINED
+            self._stop_ids.discard(vocab["<|end|>"])
+        if "</s>" in vocab and ("<|tool_response>" in vocab or "<|plamo:eos|>" in vocab):
+            types[vocab["</s>"]] = TokenType.NORMAL
+            self._stop_ids.discard(vocab["</s>"])
         if self._eot is None:
             for text in _EOT_TEXTS:
                 if text in self._token_to_id:
@@ -275,14 +299,9 @@ class Tokenizer:
 
     @property
     def stop_ids(self) -> frozenset[int]:
-        """Ids that end generation: EOS, EOT and the end-like control tokens present."""
-        ids = {i for i in (self._eos, self._eot) if i is not None}
-        for text in ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                     "<|eom_id|>", "<|end_of_text|>", "<EOT>", "<|fim_pad|>", "<|repo_name|>",
-                     "<|file_sep|>"):
-            if text in self._token_to_id:
-                ids.add(self._token_to_id[text])
-        return frozenset(ids)
+        """Ids that end generation (llama.cpp's end-of-generation set): EOS, EOT and the
+        end-like tokens found by their text."""
+        return frozenset(self._stop_ids | {i for i in (self._eos, self._eot) if i is not None})
 
     def token_text(self, token_id: int) -> str:
         """The vocabulary entry of an id (byte-level or U+2581 form, not decoded)."""
