@@ -5,7 +5,7 @@
 Reports MB/s (UTF-8 bytes in per second) for a cold first call (empty word cache,
 what a single long prompt costs) and the median of warm calls. With transformers
 installed, the same file is loaded through transformers' GGUF support and its fast
-(Rust) tokenizer is timed the same way, and the ids of both are compared.
+(Rust, multi-threaded) tokenizer is timed the same way, and the ids of both are compared.
 """
 from __future__ import annotations
 
@@ -100,18 +100,43 @@ def main() -> None:
     print(f"orcd  encode cold {megabytes / first:6.2f} MB/s   warm {megabytes / warm:6.2f} MB/s")
     print(f"orcd  decode      {megabytes / dec_warm:6.2f} MB/s")
 
-    try:
-        from transformers import AutoTokenizer
-    except ImportError:
+    hf = hf_tokenizer(args.model, metadata)
+    if hf is None:
         print("transformers is not installed: no HF tokenizers comparison")
         return
-    hf = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(args.model)),
-                                       gguf_file=os.path.basename(args.model))
     hf_first, hf_warm = time_calls(lambda: hf.encode(text, add_special_tokens=False), args.repeat)
-    hf_ids = hf.encode(text, add_special_tokens=False)
+    hf_ids = list(hf.encode(text, add_special_tokens=False).ids)
     print(f"HF    encode cold {megabytes / hf_first:6.2f} MB/s   warm {megabytes / hf_warm:6.2f} MB/s")
     print(f"ids identical to HF: {hf_ids == ids}")
 
+
+def hf_tokenizer(model: str, metadata: dict):
+    """The `tokenizers.Tokenizer` transformers builds from the GGUF, or None without transformers.
+
+    transformers' own GGUF reader needs torch; without it the same converter is fed
+    the metadata read here.
+    """
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(
+            os.path.dirname(os.path.abspath(model)), gguf_file=os.path.basename(model)
+        ).backend_tokenizer
+    except (ImportError, ModuleNotFoundError):
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import (
+            GGUF_TOKENIZER_MAPPING,
+            convert_gguf_tokenizer,
+        )
+
+        fields = {
+            name: metadata["tokenizer." + key]
+            for key, name in GGUF_TOKENIZER_MAPPING["tokenizer"].items()
+            if "tokenizer." + key in metadata
+        }
+        fields = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in fields.items()}
+        return convert_gguf_tokenizer(metadata["general.architecture"], fields)[0]
 
 if __name__ == "__main__":
     main()
