@@ -182,10 +182,11 @@ def test_invalid_utf8_ids_decode_with_replacement(tok):
 @pytest.mark.parametrize("char", ["a", " ", "\n", "1", ".", "😀", "中", "\u0301"])
 def test_one_megabyte_of_one_character_is_fast(tok, char):
     text = char * (1_000_000 // len(char.encode("utf-8")))
-    start = time.perf_counter()
+    # CPU time, not wall time: shared CI machines would otherwise make this flaky.
+    start = time.process_time()
     ids = tok.encode(text)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.5, f"{elapsed:.2f} s for 1 MB of {char!r}"
+    elapsed = time.process_time() - start
+    assert elapsed < 1.0, f"{elapsed:.2f} s of CPU for 1 MB of {char!r}"
     assert tok.decode(ids) == text
 
 

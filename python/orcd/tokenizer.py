@@ -21,8 +21,6 @@ import operator
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
-import regex
-
 from .errors import InvalidArgumentError, InvalidFileError, UnsupportedError
 from .pretokenize import ADD_BOS_BY_DEFAULT, IGNORE_MERGES, PreTokenizer
 
