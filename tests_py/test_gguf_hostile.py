@@ -316,6 +316,13 @@ def test_bool_neither_0_nor_1(write):
     expect_error(path, orcd.InvalidFileError, "key 'test.flag'", "bool value 2", f"at byte {len(prefix)}")
 
 
+def test_bool_array_element_neither_0_nor_1(write):
+    prefix = header(n_kv=1) + gguf_string("test.flags") + struct.pack("<IIQ", VT.ARRAY, VT.BOOL, 4)
+    path = write(prefix + b"\x01\x00\xff\x01")
+    expect_error(path, orcd.InvalidFileError, "key 'test.flags'", "bool array element 2 is 255",
+                 f"at byte {len(prefix) + 2}")
+
+
 @pytest.mark.parametrize("value", [0, 3, 48, 2**31])
 def test_bad_alignment_value(write, value):
     path = write(padded(header(n_kv=1) + kv_u32("general.alignment", value)))

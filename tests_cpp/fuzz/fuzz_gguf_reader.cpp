@@ -26,7 +26,10 @@ uint64_t walk_value(const Value& v) {
         for (const auto& item : v.items) h += walk_value(item);
     } else {
         if (v.raw.size() != v.count * orcd::gguf::value_type_size(v.elem_type)) __builtin_trap();
-        for (uint8_t b : v.raw) h += b;
+        for (uint8_t b : v.raw) {
+            if (v.elem_type == ValueType::BOOL && b > 1) __builtin_trap();  // the reader rejects such bools
+            h += b;
+        }
     }
     return h;
 }
