@@ -13,7 +13,7 @@ import sys
 U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 = range(13)
 SCALAR_FORMATS = {U8: "<B", I8: "<b", U16: "<H", I16: "<h", U32: "<I", I32: "<i", F32: "<f",
                   BOOL: "<?", U64: "<Q", I64: "<q", F64: "<d"}
-F32_TYPE, F16_TYPE, Q8_0_TYPE, Q4_K_TYPE = 0, 1, 8, 12
+F32_TYPE, F16_TYPE, Q8_0_TYPE, Q4_K_TYPE, I8_TYPE = 0, 1, 8, 12, 24
 
 
 def gguf_string(s):
@@ -78,6 +78,9 @@ def seeds():
     for alignment in (1, 8, 64):
         files[f"alignment_{alignment}.gguf"] = gguf_file(
             [("general.alignment", U32, alignment)], small_tensors, alignment=alignment)
+    # Scalars (no dims) with one-letter names: the densest tensor table a file can have.
+    files["scalar_tensors.gguf"] = gguf_file([("general.alignment", U32, 1)],
+                                             [(chr(ord("a") + k), [], I8_TYPE, 1) for k in range(8)], alignment=1)
     # Near-valid: each fails one check late in parsing, so mutations start close to the edges.
     full = files["tensors.gguf"]
     files["truncated_data.gguf"] = full[:-10]
@@ -89,6 +92,8 @@ def seeds():
     # A bool stored as 2: struct's "?" format would normalise it, so the byte is written by hand.
     files["bool_2.gguf"] = (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + gguf_string("test.bool")
                             + struct.pack("<IB", BOOL, 2))
+    files["bool_array_2.gguf"] = (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + gguf_string("test.flags")
+                                  + struct.pack("<IIQ", ARRAY, BOOL, 3) + b"\x01\x00\x02")
     return files
 
 
