@@ -224,3 +224,28 @@ TEST(GGUFTypes, SizesOfEveryType) {
     for (uint32_t id = 0; id < 64; ++id) known += type_traits(id) != nullptr;
     EXPECT_EQ(known, 31);
 }
+
+// The tensor count bound must not reject a valid file: the smallest tensor info
+// (empty name, no dims) is 24 bytes, and scalar I8 tensors need one data byte.
+TEST(GGUFReader, AcceptsManyMinimalTensors) {
+    constexpr int kTensors = 8;
+    GGUFBuilder b;
+    b.header(3, kTensors, 1).kv_u32("general.alignment", 1);
+    for (int k = 0; k < kTensors; ++k) b.tensor(std::string(1, static_cast<char>('a' + k)), {}, 24, k);
+    b.data(kTensors, 1);
+    auto f = parse(b.bytes);
+    ASSERT_EQ(f->tensors().size(), static_cast<size_t>(kTensors));
+    EXPECT_EQ(f->find_tensor("h")->nbytes, 1u);
+    EXPECT_EQ(f->find_tensor("h")->offset, f->data_offset() + kTensors - 1);
+}
+
+// Bools in arrays are held to the same rule as single bools.
+TEST(GGUFReader, RejectsBoolArrayElementsOtherThan0And1) {
+    GGUFBuilder ok;
+    ok.header(3, 0, 1).key("flags", 9).put<uint32_t>(7).put<uint64_t>(3).put<uint8_t>(1).put<uint8_t>(0).put<uint8_t>(1);
+    EXPECT_EQ(parse(ok.bytes)->get("flags").raw.size(), 3u);
+    GGUFBuilder bad;
+    bad.header(3, 0, 1).key("flags", 9).put<uint32_t>(7).put<uint64_t>(3).put<uint8_t>(1).put<uint8_t>(0).put<uint8_t>(2);
+    // The offset is that of the third element: 24 header + 8+5 key + 4 type + 4+8 array head + 2.
+    expect_error(bad.bytes, ErrorKind::InvalidFile, "at byte 55: key 'flags': bool array element 2 is 2");
+}

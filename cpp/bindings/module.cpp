@@ -2,6 +2,8 @@
 // Python class of the same kind from orcd.errors.
 #include <pybind11/stl.h>
 
+#include <string_view>
+
 #include "bindings.h"
 #include "orcd/build.h"
 #include "orcd/error.h"
@@ -16,7 +18,13 @@ PYBIND11_MODULE(_core, m) {
             if (p) std::rethrow_exception(p);
         } catch (const orcd::Error& e) {
             py::object cls = py::module_::import("orcd.errors").attr(orcd::error_kind_name(e.kind()));
-            PyErr_SetString(cls.ptr(), e.what());
+            // Messages quote names read from files, which need not be UTF-8; PyErr_SetString
+            // would then raise UnicodeDecodeError instead of the orcd error.
+            std::string_view what = e.what();
+            PyObject* message = PyUnicode_DecodeUTF8(what.data(), static_cast<Py_ssize_t>(what.size()), "backslashreplace");
+            if (!message) return;  // out of memory: that Python error stands
+            PyErr_SetObject(cls.ptr(), message);
+            Py_DECREF(message);
         }
     });
 

@@ -1,6 +1,7 @@
 """orcd: a GGUF inference runtime for NVIDIA GPUs, driven from Python."""
 from . import _core
 from .errors import (
+    ChatTemplateError,
     ClosedError,
     ConfigError,
     InvalidArgumentError,
@@ -16,6 +17,8 @@ GGUFFile = _core.GGUFFile
 
 from . import models  # noqa: E402
 from .model import HyperParams, Model, Session  # noqa: E402
+from .tokenizer import StreamDecoder, Tokenizer, TokenType  # noqa: E402
+from .chat_template import CHATML_TEMPLATE, ChatTemplate  # noqa: E402
 
 
 def build_info() -> dict:
@@ -29,6 +32,7 @@ def cuda_devices() -> list:
 
 
 __all__ = [
+    "CHATML_TEMPLATE", "ChatTemplate", "ChatTemplateError", "StreamDecoder", "Tokenizer", "TokenType",
     "ClosedError", "ConfigError", "GGUFFile", "HyperParams", "Model", "Session", "models", "InvalidArgumentError", "InvalidFileError", "OrcdError",
     "OutOfMemoryError", "UnsupportedError", "build_info", "cuda_devices", "__version__",
 ]

@@ -31,3 +31,7 @@ class ConfigError(OrcdError, ValueError):
 
 class ClosedError(OrcdError):
     """An object was used after it was closed."""
+
+
+class ChatTemplateError(OrcdError, ValueError):
+    """A chat template failed to compile or to render (the message says where and why)."""

@@ -21,6 +21,8 @@ constexpr uint64_t kMaxNameLength = 1024;
 constexpr uint64_t kMaxTensors = 1u << 20;
 constexpr uint64_t kMaxKeys = 1u << 20;
 constexpr int kMaxArrayDepth = 8;
+// The smallest tensor info: name length, empty name, n_dims 0, type, offset.
+constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;
 constexpr uint64_t kMaxAlignment = 1u << 30;
 
 std::string hex(uint64_t v) {
@@ -102,7 +104,13 @@ Value read_array(Cursor& c, const std::string& key, int depth) {
         c.fail("key '" + key + "': array of " + std::to_string(v.count) + " " + value_type_name(v.elem_type) +
                    " elements runs past the end of the file (" + std::to_string(c.remaining()) + " bytes remain)", at);
     if (min_elem && v.elem_type != ValueType::STRING && v.elem_type != ValueType::ARRAY) {
+        size_t data_at = c.pos();
         v.raw = c.bytes(v.count * min_elem, "array data");
+        if (v.elem_type == ValueType::BOOL)
+            for (size_t k = 0; k < v.raw.size(); ++k)
+                if (v.raw[k] > 1)
+                    c.fail("key '" + key + "': bool array element " + std::to_string(k) + " is " +
+                               std::to_string(v.raw[k]) + ", neither 0 nor 1", data_at + k);
     } else if (v.elem_type == ValueType::STRING) {
         v.strings.reserve(v.count);
         for (uint64_t i = 0; i < v.count; ++i) v.strings.push_back(c.string(c.remaining(), "array string"));
@@ -254,7 +262,7 @@ void File::parse() {
     }
     size_t at = c.pos();
     uint64_t n_tensors = c.read<uint64_t>("tensor count");
-    if (n_tensors > kMaxTensors || n_tensors > c.remaining() / 32)
+    if (n_tensors > kMaxTensors || n_tensors > c.remaining() / kMinTensorInfoBytes)
         c.fail("tensor count " + std::to_string(n_tensors) + " is more than the file can hold", at);
     at = c.pos();
     uint64_t n_kv = c.read<uint64_t>("metadata count");
