@@ -65,7 +65,7 @@ int64_t weight_bytes(const Shape& s) { return s.rows * int64_t(gguf::row_bytes(s
 void bench_shape(const Shape& s, int64_t n, cpu::Isa isa, cpu::ThreadPool& pool, double max_seconds,
                  std::mt19937& rng) {
     const int64_t bytes = weight_bytes(s);
-    const int copies = int(std::clamp<int64_t>(kColdBytes / bytes, 1, 64));
+    const int copies = int(std::clamp<int64_t>((kColdBytes + bytes - 1) / bytes, 1, 1024));
     std::vector<std::vector<uint8_t>> weights;
     for (int c = 0; c < copies; ++c) weights.push_back(orcd::testing::random_weights(s.type, s.rows, s.cols, rng));
     const auto x = orcd::testing::random_activations(n * s.cols, rng);

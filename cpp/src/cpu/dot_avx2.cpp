@@ -223,17 +223,21 @@ RowDot avx2_row_dot(gguf::TensorType type) {
     }
 }
 
+// Activations outer, weight rows inner: a pair of activation rows stays in L1
+// while the dequantised tile streams from L2.
 ORCD_AVX2 void avx2_tile_dot(const float* w, int64_t n_rows, const float* x, int64_t n, int64_t cols, float* out,
                              int64_t out_stride) {
-    int64_t r = 0;
-    for (; r + 4 <= n_rows; r += 4) {
-        int64_t i = 0;
-        for (; i + 2 <= n; i += 2) dot_rows<4, 2>(w + r * cols, x + i * cols, cols, out + i * out_stride + r, out_stride);
-        for (; i < n; ++i) dot_rows<4, 1>(w + r * cols, x + i * cols, cols, out + i * out_stride + r, out_stride);
+    int64_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        int64_t r = 0;
+        for (; r + 4 <= n_rows; r += 4) dot_rows<4, 2>(w + r * cols, x + i * cols, cols, out + i * out_stride + r, out_stride);
+        for (; r < n_rows; ++r) dot_rows<1, 2>(w + r * cols, x + i * cols, cols, out + i * out_stride + r, out_stride);
     }
-    for (; r < n_rows; ++r)
-        for (int64_t i = 0; i < n; ++i)
-            dot_rows<1, 1>(w + r * cols, x + i * cols, cols, out + i * out_stride + r, out_stride);
+    for (; i < n; ++i) {
+        int64_t r = 0;
+        for (; r + 4 <= n_rows; r += 4) dot_rows<4, 1>(w + r * cols, x + i * cols, cols, out + i * out_stride + r, out_stride);
+        for (; r < n_rows; ++r) dot_rows<1, 1>(w + r * cols, x + i * cols, cols, out + i * out_stride + r, out_stride);
+    }
 }
 
 }  // namespace orcd::cpu::kernels
