@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include "cpu/dot_kernels.h"
+#include "quant/block_types.h"
 #include "quant/blocks.h"
 #include "quant/dequant.h"
 
@@ -208,7 +209,23 @@ ORCD_AVX2 inline void dot_rows(const float* w, const float* x, int64_t cols, flo
         }
 }
 
+// The shared block dequantisers, compiled again for AVX2 so the compiler can
+// vectorise them (variable shifts, wider lanes). Still exact: the library is
+// built without floating-point contraction, so no FMA changes a rounding.
+template <typename Block>
+ORCD_AVX2 void dequantize_row_blocks(const uint8_t* row, float* out, int64_t cols) {
+    const auto* blocks = reinterpret_cast<const Block*>(row);
+    for (int64_t b = 0; b < cols / quant::kBlockElements<Block>; ++b)
+        quant::dequantize_block(blocks[b], out + b * quant::kBlockElements<Block>);
+}
+
 }  // namespace
+
+RowDequantize avx2_row_dequantize(gguf::TensorType type) {
+    RowDequantize kernel = nullptr;
+    quant::visit_block_type(type, [&](auto tag) { kernel = dequantize_row_blocks<typename decltype(tag)::type>; });
+    return kernel;
+}
 
 RowDot avx2_row_dot(gguf::TensorType type) {
     using T = gguf::TensorType;

@@ -82,6 +82,7 @@ void matmul(gguf::TensorType type, const uint8_t* weight, int64_t rows, int64_t 
     // Prefill: dequantise a tile of rows once (exactly), then multiply it with
     // all n activation rows while it sits in cache. F32 rows need no copy.
     const kernels::TileDot tile_dot = isa == Isa::Avx2 ? kernels::avx2_tile_dot : kernels::scalar_tile_dot;
+    const kernels::RowDequantize fast_dequantize = isa == Isa::Avx2 ? kernels::avx2_row_dequantize(type) : nullptr;
     const int64_t tile_rows = std::clamp<int64_t>(kTileFloats / std::max<int64_t>(cols, 1) / 4 * 4, 4, 64);
     const int64_t n_tiles = (rows + tile_rows - 1) / tile_rows;
     pool.parallel_for(n_tiles, [&](int64_t tile_begin, int64_t tile_end) {
@@ -93,8 +94,11 @@ void matmul(gguf::TensorType type, const uint8_t* weight, int64_t rows, int64_t 
                 w = reinterpret_cast<const float*>(weight + r0 * row_bytes);
             } else {
                 if (tile.size() < size_t(n_rows * cols)) tile.resize(size_t(n_rows * cols));
-                for (int64_t r = 0; r < n_rows; ++r)
-                    quant::dequantize(type, weight + (r0 + r) * row_bytes, tile.data() + r * cols, cols);
+                for (int64_t r = 0; r < n_rows; ++r) {
+                    const uint8_t* src = weight + (r0 + r) * row_bytes;
+                    if (fast_dequantize) fast_dequantize(src, tile.data() + r * cols, cols);
+                    else quant::dequantize(type, src, tile.data() + r * cols, cols);
+                }
                 w = tile.data();
             }
             tile_dot(w, n_rows, x, n, cols, out + r0, rows);
