@@ -4,7 +4,7 @@
 // instruction set; then one whole decode step's matmuls in sequence.
 // Weights rotate over enough copies to exceed the last-level cache, so n=1
 // reads come from memory as they do in a real decode step.
-//   build/dev/bench_cpu_matmul [threads (0 = all cores)] [max seconds per case] [type, e.g. Q4_K]
+//   build/dev/bench_cpu_matmul [threads (0 = all cores)] [max seconds per case] [type, e.g. Q4_K, or 'decode']
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
     const int threads = argc > 1 ? std::atoi(argv[1]) : 0;
     const double max_seconds = argc > 2 ? std::atof(argv[2]) : 1.0;
     const char* only_type = argc > 3 ? argv[3] : nullptr;
+    const bool only_decode = only_type && std::strcmp(only_type, "decode") == 0;
     cpu::ThreadPool pool(threads);
     std::mt19937 rng(1);
     std::vector<cpu::Isa> isas = {cpu::Isa::Scalar};
@@ -125,11 +126,12 @@ int main(int argc, char** argv) {
     std::printf("| tensor    | type  | rows x cols  |   n | isa    |   ms/call |   GB/s | GFLOP/s |\n");
     std::printf("|-----------|-------|--------------|-----|--------|-----------|--------|---------|\n");
     for (const Shape& s : kShapes) {
+        if (only_decode) break;
         if (only_type && std::strcmp(only_type, gguf::traits(s.type).name) != 0) continue;
         for (int64_t n : {1, 128})
             for (cpu::Isa isa : isas) bench_shape(s, n, isa, pool, max_seconds, rng);
     }
-    if (only_type) return 0;
+    if (only_type && !only_decode) return 0;
     std::printf("\n");
     for (cpu::Isa isa : isas) bench_decode_step(isa, pool, rng);
     return 0;
