@@ -16,6 +16,9 @@ GGUFFile = _core.GGUFFile
 
 from . import models  # noqa: E402
 from .model import HyperParams, Model, Session  # noqa: E402
+from .config import ModelConfig, RuntimeConfig, SamplingParams  # noqa: E402
+from .sampling import Sampler, TokenLogprob  # noqa: E402
+from .llm import LLM, Completion, CompletionStream, Timings, Usage  # noqa: E402
 
 
 def build_info() -> dict:
@@ -29,6 +32,8 @@ def cuda_devices() -> list:
 
 
 __all__ = [
+    "LLM", "Completion", "CompletionStream", "Timings", "Usage", "ModelConfig", "RuntimeConfig", "SamplingParams",
+    "Sampler", "TokenLogprob",
     "ClosedError", "ConfigError", "GGUFFile", "HyperParams", "Model", "Session", "models", "InvalidArgumentError", "InvalidFileError", "OrcdError",
     "OutOfMemoryError", "UnsupportedError", "build_info", "cuda_devices", "__version__",
 ]
