@@ -87,28 +87,71 @@ def _largest(values: np.ndarray, k: int) -> np.ndarray:
 
 
 def _prefix_reaching_mass(key: np.ndarray, probs: np.ndarray, mass: float) -> np.ndarray:
-    """Positions of the highest-key entries, in key order, up to the first whose cumulative probability reaches mass.
+    """Positions of the highest-key entries, up to the first whose cumulative probability reaches mass.
 
-    Looks at the 64 highest keys first and widens eightfold until the mass is
-    reached, so a long flat tail is never sorted.
+    A single token may hold the mass already. Otherwise the keys are put into
+    2048 bins with the probability mass of each (one bincount): the bins before
+    the one where the mass is reached are kept whole, and only that one bin is
+    sorted. A flat 152k vocabulary is never sorted.
     """
     n = key.size
-    k = min(64, n)
-    while True:
-        idx = _largest(key, k)
-        idx = idx[np.lexsort((idx, -key[idx]))]
-        cumulative = np.cumsum(probs[idx], dtype=np.float64)
-        if cumulative[-1] >= mass or k == n:
-            cut = int(np.searchsorted(cumulative, mass, side="left"))
-            return idx[:min(cut, idx.size - 1) + 1]
-        k = min(n, k * 8)
+    if n <= 4096:
+        order = np.lexsort((np.arange(n), -key))
+        cumulative = np.cumsum(probs[order], dtype=np.float64)
+        return order[:min(int(np.searchsorted(cumulative, mass, side="left")), n - 1) + 1]
+    best = int(np.argmax(key))
+    if probs[best] >= mass:
+        return np.array([best])
+    bins = 2048
+    top = float(key.max())
+    bottom = float(key.min())
+    if not math.isfinite(bottom):
+        bottom = float(key[np.isfinite(key)].min())
+    scale = (bins - 1) / (top - bottom) if top > bottom else 0.0
+    # Bin 0 holds the highest keys; -inf keys (zero probability) land in the last bin.
+    bin_of = np.minimum((top - key) * scale, bins - 1).astype(np.int32)
+    cumulative = np.cumsum(np.bincount(bin_of, weights=probs, minlength=bins))
+    last = min(int(np.searchsorted(cumulative, mass, side="left")), bins - 1)
+    whole = np.flatnonzero(bin_of < last)
+    edge = np.flatnonzero(bin_of == last)
+    edge = edge[np.lexsort((edge, -key[edge]))]
+    needed = mass - (float(cumulative[last - 1]) if last else 0.0)
+    edge_cumulative = np.cumsum(probs[edge], dtype=np.float64)
+    cut = min(int(np.searchsorted(edge_cumulative, needed, side="left")), edge.size - 1)
+    return np.concatenate([whole, edge[:cut + 1]])
+
+
+def _draw(weights: np.ndarray, u: float) -> int:
+    """The index where u (in [0, 1)) falls in the cumulative distribution of unnormalised weights.
+
+    A long array is summed in blocks of 1024 first, so only the block sums and
+    one block get a (sequential, slow) cumulative sum.
+    """
+    n = weights.size
+    if n <= 4096:
+        cumulative = np.cumsum(weights, dtype=np.float64)
+        return min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), n - 1)
+    block = 1024
+    whole = n // block * block
+    sums = weights[:whole].reshape(-1, block).sum(axis=1, dtype=np.float64)
+    if whole < n:
+        sums = np.append(sums, weights[whole:].sum(dtype=np.float64))
+    cumulative = np.cumsum(sums)
+    target = u * cumulative[-1]
+    b = min(int(np.searchsorted(cumulative, target, side="right")), sums.size - 1)
+    inner = np.cumsum(weights[b * block:(b + 1) * block], dtype=np.float64)
+    rest = target - (cumulative[b - 1] if b else 0.0)
+    return b * block + min(int(np.searchsorted(inner, rest, side="right")), inner.size - 1)
 
 
 def _softmax(values: np.ndarray) -> np.ndarray:
-    """float64 probabilities (computed in float32 for long arrays, where exp dominates)."""
+    """Probabilities: float64 for short arrays, float32 for long ones (where each pass over memory counts)."""
     dtype = np.float64 if values.size <= 4096 else np.float32
-    shifted = np.exp(values.astype(dtype, copy=False) - dtype(values.max()))
-    return shifted / shifted.sum(dtype=np.float64)
+    weights = values.astype(dtype)  # a copy, so exp can work in place
+    weights -= weights.max()
+    np.exp(weights, out=weights)
+    weights *= dtype(1.0 / weights.sum(dtype=np.float64))
+    return weights
 
 
 class Sampler:
@@ -188,8 +231,7 @@ class Sampler:
             ids = keep if ids is None else ids[keep]
             values = logits[ids]
 
-        probs = _softmax(values / np.float32(p.temperature))
-        cumulative = np.cumsum(probs, dtype=np.float64)
-        pick = int(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right"))
-        pick = min(pick, probs.size - 1)
+        scaled = values * np.float32(1.0 / p.temperature)
+        scaled -= scaled.max()
+        pick = _draw(np.exp(scaled, out=scaled), self.rng.random())
         return int(pick if ids is None else ids[pick])
