@@ -160,6 +160,7 @@ def cmd_run(args) -> int:
     if not prompt.strip():
         raise InvalidArgumentError("the prompt is empty")
     sampling = _sampling_overrides(args)
+    SamplingParams(**sampling)  # a bad value is reported before the model loads
     llm = _open_llm(args)
     if args.raw or not llm.model_config.has_chat_template:
         stream = llm.stream(prompt, **sampling)
@@ -175,6 +176,7 @@ def cmd_run(args) -> int:
 
 def cmd_chat(args) -> int:
     sampling = _sampling_overrides(args)
+    SamplingParams(**sampling)
     llm = _open_llm(args)
     system = [{"role": "system", "content": args.system}] if args.system else []
     messages = list(system)
