@@ -94,6 +94,17 @@ public:
 
     // Copies count floats from the backend's memory to the host (waits for the work before it).
     virtual void download(const float* src, size_t count, float* dst) = 0;
+
+    // Index of the largest of n values in the backend's memory (the first on ties):
+    // greedy decoding then copies one int to the host instead of the logits.
+    virtual int32_t argmax(const float* x, int n) {
+        std::vector<float> host(static_cast<size_t>(n));
+        download(x, size_t(n), host.data());
+        int32_t best = 0;
+        for (int i = 1; i < n; ++i)
+            if (host[i] > host[best]) best = i;
+        return best;
+    }
 };
 
 // The backend for a device; throws InvalidArgument / Unsupported when it cannot be had.

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds orcd with CUDA, runs the C++ tests, compute-sanitizer on the CUDA op
+# tests, the CUDA-vs-CPU pytest suite and the benchmark, on a GPU machine.
+#
+# usage: bench/device_run.sh SRC_DIR MODEL_SKELETON_DIR OUT_DIR [GOOGLETEST_SRC] [SYNTH_TOOL]
+#   SRC_DIR             this repository
+#   MODEL_SKELETON_DIR  holds qwen2.5-coder-0.5b-instruct-q4_k_m.{head,json}
+#   OUT_DIR             logs go here
+#   GOOGLETEST_SRC      googletest sources, built when googletest is not installed
+#   SYNTH_TOOL          synth_gguf.py (default: MODEL_SKELETON_DIR/../tools/synth_gguf.py)
+# Environment: STAGES (default "build ctest sanitize pytest bench profile").
+set -uo pipefail
+SRC=$(realpath "$1"); MODELS=$(realpath "$2"); OUT=$(realpath "$3"); GTEST_SRC=${4:-}
+SYNTH=${5:-$MODELS/../tools/synth_gguf.py}
+STAGES=${STAGES:-build ctest sanitize pytest bench profile}
+BUILD=/tmp/orcd-build
+mkdir -p "$OUT"
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+say() { echo; echo "=== $*"; }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+nvcc --version | tail -1
+
+if has build; then
+  say build
+  prefix=()
+  if [ -n "$GTEST_SRC" ]; then
+    cmake -S "$GTEST_SRC" -B /tmp/gtest-build -G Ninja -DCMAKE_INSTALL_PREFIX=/tmp/gtest -DBUILD_GMOCK=OFF > "$OUT/gtest.log" 2>&1 \
+      && cmake --build /tmp/gtest-build >> "$OUT/gtest.log" 2>&1 && cmake --install /tmp/gtest-build >> "$OUT/gtest.log" 2>&1
+    prefix=(-DCMAKE_PREFIX_PATH=/tmp/gtest)
+  fi
+  start=$(date +%s)
+  cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DORCD_CUDA=ON \
+    -DORCD_BUILD_PYTHON=ON -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" "${prefix[@]}" > "$OUT/configure.log" 2>&1 \
+    || { tail -30 "$OUT/configure.log"; exit 1; }
+  cmake --build "$BUILD" -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -30; exit 1; }
+  echo "built in $(( $(date +%s) - start )) s"
+  cp "$BUILD"/_core*.so "$SRC/python/orcd/"
+fi
+export PYTHONPATH="$SRC/python${PYTHONPATH:+:$PYTHONPATH}"
+
+if has ctest; then
+  say ctest
+  ctest --test-dir "$BUILD" -j 4 --output-on-failure > "$OUT/ctest.log" 2>&1
+  grep -E "tests passed|tests failed|Failed|\*\*\*" "$OUT/ctest.log" | head -30
+  "$BUILD/tests_cpp/orcd_tests" --gtest_filter='CudaOps.*' 2>&1 | grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) " | head -20
+fi
+
+if has sanitize; then
+  say compute-sanitizer
+  for tool in memcheck racecheck; do
+    timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 "$BUILD/tests_cpp/orcd_tests" \
+      --gtest_filter='CudaOps.*' > "$OUT/sanitizer-$tool.log" 2>&1
+    echo "$tool: exit $? ; $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer-$tool.log" | tail -1)"
+  done
+fi
+
+SYNTH_MODEL=/tmp/synth-qwen2.5-0.5b-q4_k_m.gguf
+if has pytest || has bench || has profile; then
+  [ -f "$SYNTH_MODEL" ] || python3 "$SYNTH" "$MODELS/qwen2.5-coder-0.5b-instruct-q4_k_m" "$SYNTH_MODEL" > /dev/null
+fi
+
+if has pytest; then
+  say pytest
+  ORCD_SYNTH_QWEN=$SYNTH_MODEL python3 -m pytest -q -rs -s "$SRC/tests_py/test_cuda_vs_cpu.py" -p no:cacheprovider \
+    > "$OUT/pytest.log" 2>&1
+  grep -E "cosine|greedy|passed|failed|Error|assert" "$OUT/pytest.log" | tail -25
+fi
+
+if has bench; then
+  say bench
+  python3 -c "
+import torch
+x = torch.empty(1 << 30, dtype=torch.uint8, device='cuda'); y = torch.empty_like(x)
+for _ in range(3): y.copy_(x)
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+ts = []
+for _ in range(10):
+    s.record(); y.copy_(x); e.record(); e.synchronize(); ts.append(s.elapsed_time(e))
+ts.sort(); print(f'device-to-device copy: {2 * (1 << 30) / (ts[5] * 1e-3) / 1e9:.0f} GB/s (read + write, median of 10)')
+"
+  python3 "$SRC/bench/bench_cuda.py" "$SYNTH_MODEL" 2>&1 | tee "$OUT/bench.log"
+fi
+
+if has profile; then
+  say "profile: one decode step, per kernel"
+  cat > /tmp/decode_some.py <<PY
+import numpy as np, orcd
+m = orcd.Model("$SYNTH_MODEL", device="cuda"); s = m.session(max_context=1024)
+s.prefill(np.arange(100, 164, dtype=np.int32))
+for t in range(4): s.decode(100 + t)
+PY
+  timeout 300 ncu --clock-control none --graph-profiling node -k regex:'matvec|attention|rms|swiglu|rope|kv_store|embed' \
+    --launch-skip 490 --launch-count 340 --csv \
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+    python3 /tmp/decode_some.py > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
+  python3 "$SRC/bench/ncu_summary.py" "$OUT/ncu.csv"
+fi

@@ -1,0 +1,377 @@
+// The CUDA backend: weights in one VRAM arena, each session's KV cache (fp16)
+// and activations (fp32) in one more, all ops on one stream, and the decode
+// step recorded once as a CUDA graph and replayed for every later token.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "arena.h"
+#include "cuda_check.h"
+#include "kernels/kernels.h"
+#include "model/backend.h"
+
+namespace orcd::cuda {
+
+namespace {
+
+bool is_supported(gguf::TensorType t) {
+    using T = gguf::TensorType;
+    switch (t) {
+        case T::F32: case T::F16: case T::BF16: case T::Q4_0: case T::Q4_1: case T::Q5_0: case T::Q5_1:
+        case T::Q8_0: case T::Q2_K: case T::Q3_K: case T::Q4_K: case T::Q5_K: case T::Q6_K: case T::IQ4_NL:
+        case T::IQ4_XS:
+            return true;
+        default:
+            return false;
+    }
+}
+
+// Pinned host memory, freed with the owner.
+struct PinnedBuffer {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+    explicit PinnedBuffer(size_t n = 0) {
+        if (n) {
+            ORCD_CUDA_CHECK(cudaMallocHost(&ptr, n));
+            bytes = n;
+        }
+    }
+    ~PinnedBuffer() {
+        if (ptr) cudaFreeHost(ptr);
+    }
+    PinnedBuffer(const PinnedBuffer&) = delete;
+    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+};
+
+class CudaSession final : public BackendSession {
+public:
+    DeviceArena arena;
+    std::vector<__half*> k_cache, v_cache;  // per layer: [n_kv_heads, max_context, head_dim]
+    float* attn_partials = nullptr;         // split-K decode partial results
+    AttentionShape attn_shape;
+    std::unique_ptr<PinnedBuffer> inputs;   // staged ids and positions
+    cudaGraphExec_t decode_graph = nullptr;
+    bool capturing = false;
+
+    ~CudaSession() override {
+        if (decode_graph) cudaGraphExecDestroy(decode_graph);
+    }
+};
+
+// Where a session's buffers sit inside its arena.
+struct SessionLayout {
+    size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, kv;
+    size_t kv_bytes = 0, scratch_bytes = 0, total = 0;
+    size_t kv_layer_bytes = 0;  // one of K or V for one layer
+};
+
+SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
+    SessionLayout L{};
+    ArenaLayout a;
+    const size_t B = size_t(s.max_batch), f = sizeof(float);
+    const size_t q_dim = size_t(c.n_heads) * c.head_dim, kv_dim = size_t(c.n_kv_heads) * c.head_dim;
+    L.ids = a.add(B * sizeof(int32_t));
+    L.positions = a.add(B * sizeof(int32_t));
+    L.x = a.add(B * c.n_embd * f);
+    L.h = a.add(B * c.n_embd * f);
+    L.qkv = a.add(B * (q_dim + 2 * kv_dim) * f);
+    L.attn = a.add(B * q_dim * f);
+    L.gate_up = a.add(B * 2 * c.n_ff * f);
+    L.ffn = a.add(B * c.n_ff * f);
+    L.logits = a.add(size_t(std::max(1, s.logit_rows)) * c.n_vocab * f);
+    const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, s.max_context};
+    L.partials = a.add(size_t(c.n_heads) * attention_decode_splits(shape) * (c.head_dim + 2) * f);
+    L.scratch_bytes = a.total();
+    L.kv_layer_bytes = align_up(size_t(s.max_context) * kv_dim * sizeof(__half));
+    L.kv = a.add(2 * size_t(c.n_layers) * L.kv_layer_bytes);
+    L.kv_bytes = 2 * size_t(c.n_layers) * L.kv_layer_bytes;
+    L.total = a.total();
+    return L;
+}
+
+class CudaBackend final : public Backend {
+public:
+    explicit CudaBackend(int device) : device_(device) {
+        int count = 0;
+        if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+            cudaGetLastError();
+            throw Error(ErrorKind::InvalidArgument, "device cuda:" + std::to_string(device) +
+                                                        " was asked for, but no CUDA GPU is usable (no driver or no device)");
+        }
+        if (device < 0 || device >= count)
+            throw Error(ErrorKind::InvalidArgument, "device cuda:" + std::to_string(device) + " does not exist: " +
+                                                        std::to_string(count) + " CUDA device(s) present");
+        ORCD_CUDA_CHECK(cudaSetDevice(device));
+        ORCD_CUDA_CHECK(cudaGetDeviceProperties(&prop_, device));
+        ORCD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        ORCD_CUDA_CHECK(cudaMalloc(&result_, sizeof(int32_t)));
+    }
+
+    ~CudaBackend() override {
+        cudaSetDevice(device_);
+        for (void* p : extra_) cudaFree(p);
+        cudaFree(result_);
+        cudaStreamDestroy(stream_);
+    }
+
+    std::string device_name() const override {
+        return "cuda:" + std::to_string(device_) + " (" + prop_.name + ")";
+    }
+    bool supports(gguf::TensorType type) const override { return is_supported(type); }
+
+    std::vector<Weight> load_weights(const gguf::File& file,
+                                     const std::vector<const gguf::TensorInfo*>& tensors) override {
+        ArenaLayout layout;
+        std::vector<size_t> offsets;
+        for (const gguf::TensorInfo* t : tensors) {
+            if (!is_supported(t->type))
+                throw Error(ErrorKind::Unsupported, "tensor '" + std::string(t->name) + "' has type " +
+                                                        gguf::traits(t->type).name + ", which the CUDA backend does not support");
+            if (t->dims[1] > 1 && t->dims[0] % 8 != 0)
+                throw Error(ErrorKind::Unsupported, "tensor '" + std::string(t->name) + "' has rows of " +
+                                                        std::to_string(t->dims[0]) +
+                                                        " elements; the CUDA backend needs a multiple of 8");
+            offsets.push_back(layout.add(t->nbytes));
+        }
+        weights_ = DeviceArena(device_, layout.total(), "the model's weights (" + file.path() + ")");
+        upload(file, tensors, offsets);
+        std::vector<Weight> out;
+        for (size_t i = 0; i < tensors.size(); ++i) {
+            const gguf::TensorInfo* t = tensors[i];
+            Weight w;
+            w.type = t->type;
+            w.cols = int64_t(t->dims[0]);
+            w.rows = int64_t(t->n_elements() / t->dims[0]);
+            w.data = weights_.base() + offsets[i];
+            out.push_back(w);
+        }
+        return out;
+    }
+
+    Weight upload_floats(const std::vector<float>& values) override {
+        ORCD_CUDA_CHECK(cudaSetDevice(device_));
+        void* p = nullptr;
+        ORCD_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(1, values.size()) * sizeof(float)));
+        extra_.push_back(p);
+        ORCD_CUDA_CHECK(cudaMemcpy(p, values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice));
+        extra_bytes_ += values.size() * sizeof(float);
+        Weight w;
+        w.type = gguf::TensorType::F32;
+        w.cols = int64_t(values.size());
+        w.rows = 1;
+        w.data = p;
+        return w;
+    }
+
+    size_t weight_bytes() const override { return weights_.size() + extra_bytes_; }
+
+    size_t session_bytes(const ModelConfig& config, const SessionShape& shape) const override {
+        return plan_session(config, shape).total;
+    }
+
+    std::unique_ptr<BackendSession> create_session(const ModelConfig& c, const SessionShape& shape) override {
+        const int group = c.n_kv_heads > 0 ? c.n_heads / c.n_kv_heads : 0;
+        if (c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0 || group > 8)
+            throw Error(ErrorKind::Unsupported, "the CUDA backend handles 1 to 8 query heads per KV head; this model has " +
+                                                    std::to_string(c.n_heads) + " and " + std::to_string(c.n_kv_heads));
+        if (c.head_dim % 16 != 0 || c.head_dim > 128 || c.head_dim == 48 || c.head_dim == 112 || c.head_dim == 16)
+            throw Error(ErrorKind::Unsupported, "the CUDA backend handles head_dim 32, 64, 80, 96 or 128; this model has " +
+                                                    std::to_string(c.head_dim));
+        const SessionLayout L = plan_session(c, shape);
+        auto s = std::make_unique<CudaSession>();
+        s->arena = DeviceArena(device_, L.total, "a session of max_context " + std::to_string(shape.max_context));
+        char* base = s->arena.base();
+        s->shape = shape;
+        s->act.ids = reinterpret_cast<int32_t*>(base + L.ids);
+        s->act.positions = reinterpret_cast<int32_t*>(base + L.positions);
+        s->act.x = reinterpret_cast<float*>(base + L.x);
+        s->act.h = reinterpret_cast<float*>(base + L.h);
+        s->act.qkv = reinterpret_cast<float*>(base + L.qkv);
+        s->act.attn = reinterpret_cast<float*>(base + L.attn);
+        s->act.gate_up = reinterpret_cast<float*>(base + L.gate_up);
+        s->act.ffn = reinterpret_cast<float*>(base + L.ffn);
+        s->act.logits = reinterpret_cast<float*>(base + L.logits);
+        s->attn_partials = reinterpret_cast<float*>(base + L.partials);
+        for (int l = 0; l < c.n_layers; ++l) {
+            s->k_cache.push_back(reinterpret_cast<__half*>(base + L.kv + (2 * size_t(l)) * L.kv_layer_bytes));
+            s->v_cache.push_back(reinterpret_cast<__half*>(base + L.kv + (2 * size_t(l) + 1) * L.kv_layer_bytes));
+        }
+        // Zeroed once: attention never reads a cache entry nothing wrote, but a
+        // defined initial state keeps sanitizer runs and debugging simple.
+        ORCD_CUDA_CHECK(cudaMemsetAsync(base, 0, L.total, stream_));
+        s->attn_shape = {c.n_heads, c.n_kv_heads, c.head_dim, shape.max_context};
+        s->kv_bytes = L.kv_bytes;
+        s->scratch_bytes = L.scratch_bytes;
+        s->inputs = std::make_unique<PinnedBuffer>(2 * size_t(shape.max_batch) * sizeof(int32_t));
+        const size_t logit_floats = size_t(std::max(1, shape.logit_rows)) * c.n_vocab;
+        if (!staging_ || staging_->bytes < logit_floats * sizeof(float))
+            staging_ = std::make_unique<PinnedBuffer>(logit_floats * sizeof(float));
+        ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        return s;
+    }
+
+    void set_inputs(BackendSession& base, const int32_t* ids, int n, int pos0) override {
+        auto& s = static_cast<CudaSession&>(base);
+        auto* staged = static_cast<int32_t*>(s.inputs->ptr);
+        // The previous step ended with a synchronising download, so the staging is free.
+        std::memcpy(staged, ids, size_t(n) * sizeof(int32_t));
+        for (int i = 0; i < n; ++i) staged[s.shape.max_batch + i] = pos0 + i;
+        ORCD_CUDA_CHECK(cudaMemcpyAsync(s.act.ids, staged, size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+        ORCD_CUDA_CHECK(cudaMemcpyAsync(s.act.positions, staged + s.shape.max_batch, size_t(n) * sizeof(int32_t),
+                                        cudaMemcpyHostToDevice, stream_));
+    }
+
+    // Decode steps (n == 1) are recorded on first use and replayed afterwards:
+    // every kernel reads the position from device memory, so one graph serves
+    // all positions. Prefill steps run their kernels directly.
+    bool begin_step(BackendSession& base, int n) override {
+        auto& s = static_cast<CudaSession&>(base);
+        if (n != 1) return false;
+        if (s.decode_graph) {
+            ORCD_CUDA_CHECK(cudaGraphLaunch(s.decode_graph, stream_));
+            return true;
+        }
+        abandon_capture();
+        ORCD_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+        s.capturing = true;
+        capturing_ = &s;
+        return false;
+    }
+
+    void end_step(BackendSession& base, int /*n*/) override {
+        auto& s = static_cast<CudaSession&>(base);
+        if (!s.capturing) return;
+        cudaGraph_t graph = nullptr;
+        s.capturing = false;
+        capturing_ = nullptr;
+        ORCD_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+        const cudaError_t err = cudaGraphInstantiate(&s.decode_graph, graph, 0);
+        cudaGraphDestroy(graph);
+        ORCD_CUDA_CHECK(err);
+        ORCD_CUDA_CHECK(cudaGraphLaunch(s.decode_graph, stream_));
+    }
+
+    void embed(const Weight& table, const int32_t* ids, int n, float* out) override {
+        launch_embed(table, ids, n, out, stream_);
+    }
+
+    void rms_norm(const float* x, const Weight& w, float eps, int n, int dim, float* out) override {
+        launch_rms_norm(x, static_cast<const float*>(w.data), eps, n, dim, out, stream_);
+    }
+
+    void matmul(const Weight& w, const float* x, int n, float* out, int ldo, const Weight* bias,
+                bool accumulate) override {
+        const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
+        if (n <= kMatvecMaxTokens)
+            launch_matvec(w, x, n, out, ldo, b, accumulate, stream_);
+        else
+            launch_gemm(w, x, n, out, ldo, b, accumulate, stream_);
+    }
+
+    void rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p) override {
+        launch_rope(qkv, n, ld, positions, p, stream_);
+    }
+
+    void attention(BackendSession& base, int layer, const float* qkv, int ld, int n, const int32_t* positions,
+                   float* out) override {
+        auto& s = static_cast<CudaSession&>(base);
+        const AttentionShape& a = s.attn_shape;
+        launch_kv_store(qkv, ld, n, positions, a.n_heads, a.n_kv_heads, a.head_dim, a.max_context, s.k_cache[layer],
+                        s.v_cache[layer], stream_);
+        if (n == 1)
+            launch_attention_decode(qkv, positions, s.k_cache[layer], s.v_cache[layer], a, s.attn_partials, out,
+                                    stream_);
+        else
+            launch_attention_prefill(qkv, ld, n, positions, s.k_cache[layer], s.v_cache[layer], a, out, stream_);
+    }
+
+    void swiglu(const float* gate_up, int n, int n_ff, float* out) override {
+        launch_swiglu(gate_up, n, n_ff, out, stream_);
+    }
+
+    void download(const float* src, size_t count, float* dst) override {
+        // Through pinned staging: a pageable destination would make the copy synchronous and slow.
+        const size_t bytes = count * sizeof(float);
+        if (staging_ && bytes <= staging_->bytes) {
+            ORCD_CUDA_CHECK(cudaMemcpyAsync(staging_->ptr, src, bytes, cudaMemcpyDeviceToHost, stream_));
+            ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+            std::memcpy(dst, staging_->ptr, bytes);
+        } else {
+            ORCD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+            ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        }
+    }
+
+    int32_t argmax(const float* x, int n) override {
+        launch_argmax(x, n, result_, stream_);
+        int32_t out = 0;
+        ORCD_CUDA_CHECK(cudaMemcpyAsync(&out, result_, sizeof out, cudaMemcpyDeviceToHost, stream_));
+        ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        return out;
+    }
+
+private:
+    // A capture left open by an op that threw is ended and dropped.
+    void abandon_capture() {
+        if (!capturing_) return;
+        cudaGraph_t graph = nullptr;
+        cudaStreamEndCapture(stream_, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        cudaGetLastError();
+        capturing_->capturing = false;
+        capturing_ = nullptr;
+    }
+
+    // Copies the tensors from the mapped file into the arena through two pinned
+    // staging buffers: the host copy of one chunk overlaps the DMA of the other.
+    void upload(const gguf::File& file, const std::vector<const gguf::TensorInfo*>& tensors,
+                const std::vector<size_t>& offsets) {
+        constexpr size_t kChunk = 32u << 20;
+        PinnedBuffer stage[2] = {PinnedBuffer(kChunk), PinnedBuffer(kChunk)};
+        cudaEvent_t done[2];
+        for (auto& e : done) ORCD_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+        int slot = 0;
+        bool used[2] = {false, false};
+        for (size_t i = 0; i < tensors.size(); ++i) {
+            const auto src = file.tensor_data(*tensors[i]);
+            for (size_t off = 0; off < src.size(); off += kChunk) {
+                const size_t n = std::min(kChunk, src.size() - off);
+                if (used[slot]) ORCD_CUDA_CHECK(cudaEventSynchronize(done[slot]));
+                std::memcpy(stage[slot].ptr, src.data() + off, n);
+                ORCD_CUDA_CHECK(cudaMemcpyAsync(weights_.base() + offsets[i] + off, stage[slot].ptr, n,
+                                                cudaMemcpyHostToDevice, stream_));
+                ORCD_CUDA_CHECK(cudaEventRecord(done[slot], stream_));
+                used[slot] = true;
+                slot ^= 1;
+            }
+        }
+        ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        for (auto& e : done) cudaEventDestroy(e);
+    }
+
+    int device_;
+    cudaDeviceProp prop_{};
+    cudaStream_t stream_ = nullptr;
+    DeviceArena weights_;
+    std::vector<void*> extra_;  // upload_floats buffers
+    size_t extra_bytes_ = 0;
+    int32_t* result_ = nullptr;  // argmax result
+    std::unique_ptr<PinnedBuffer> staging_;  // logits on their way to the host
+    CudaSession* capturing_ = nullptr;
+};
+
+}  // namespace
+
+}  // namespace orcd::cuda
+
+namespace orcd {
+
+std::unique_ptr<Backend> make_cuda_backend(const ModelOptions& options) {
+    return std::make_unique<cuda::CudaBackend>(options.device.index);
+}
+
+}  // namespace orcd

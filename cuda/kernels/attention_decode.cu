@@ -1,0 +1,188 @@
+// Attention for one query token over the fp16 KV cache, split along the keys
+// (flash-decoding), so that a long context spreads over all multiprocessors.
+//
+// Block (kv head, split) handles the split's keys for all query heads of the
+// group, so each K/V row is read once per group. Keys come in tiles of
+// kKeyTile: one thread per key computes the group's scores, one warp per head
+// updates the online softmax, then each thread accumulates (head, dim) pairs
+// of p.V. A split's unnormalised result (max, sum, acc[D]) goes to `partials`
+// and a second kernel merges the splits. The KV length comes from
+// positions[0] on the device, so the launch never depends on the position.
+#include <algorithm>
+#include <cfloat>
+
+#include "cuda_check.h"
+#include "kernels/kernels.h"
+#include "kernels/reduce.cuh"
+
+namespace orcd::cuda {
+
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kKeyTile = kThreads;
+constexpr int kMaxGroup = 8;  // query heads per KV head
+constexpr int kMaxHeadDim = 256;
+constexpr int kMaxPairs = kMaxGroup * kMaxHeadDim / kThreads;  // (head, dim) accumulators per thread
+constexpr int kTargetBlocks = 264;                            // two waves' worth on a 132-SM part
+
+__global__ void __launch_bounds__(kThreads)
+    attention_decode_kernel(const float* qkv, const int32_t* positions, const __half* k_cache, const __half* v_cache,
+                            int group, int head_dim, int max_context, int splits, float scale, float* partials) {
+    extern __shared__ float smem[];
+    float* qs = smem;                     // [group][head_dim], pre-scaled
+    float* ps = qs + group * head_dim;    // [group][kKeyTile]: scores, then probabilities
+    float* m_run = ps + group * kKeyTile; // [group] running max
+    float* l_run = m_run + kMaxGroup;     // [group] running sum
+    float* alpha = l_run + kMaxGroup;     // [group] rescale factor of the current tile
+    const int kvh = blockIdx.x, split = blockIdx.y;
+    const int kv_len = positions[0] + 1;
+    const int chunk = (kv_len + splits - 1) / splits;
+    const int begin = split * chunk, end = min(kv_len, begin + chunk);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+    for (int i = threadIdx.x; i < group * head_dim; i += kThreads) qs[i] = qkv[kvh * group * head_dim + i] * scale;
+    if (threadIdx.x < group) { m_run[threadIdx.x] = -FLT_MAX; l_run[threadIdx.x] = 0.0f; }
+    __syncthreads();
+
+    const __half* kbase = k_cache + size_t(kvh) * max_context * head_dim;
+    const __half* vbase = v_cache + size_t(kvh) * max_context * head_dim;
+    const int n_pairs = group * head_dim;
+    float acc[kMaxPairs];
+#pragma unroll
+    for (int i = 0; i < kMaxPairs; ++i) acc[i] = 0.0f;
+
+    for (int j0 = begin; j0 < end; j0 += kKeyTile) {
+        const int tile = min(kKeyTile, end - j0);
+        if (threadIdx.x < tile) {
+            const uint4* krow = reinterpret_cast<const uint4*>(kbase + size_t(j0 + threadIdx.x) * head_dim);
+            float s[kMaxGroup] = {};
+            for (int d8 = 0; d8 < head_dim / 8; ++d8) {
+                const uint4 u = krow[d8];
+                const __half2* h = reinterpret_cast<const __half2*>(&u);
+                float k[8];
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const float2 f = __half22float2(h[i]);
+                    k[2 * i] = f.x;
+                    k[2 * i + 1] = f.y;
+                }
+#pragma unroll
+                for (int g = 0; g < kMaxGroup; ++g) {
+                    if (g < group) {
+                        const float* qg = qs + g * head_dim + 8 * d8;
+#pragma unroll
+                        for (int i = 0; i < 8; ++i) s[g] += qg[i] * k[i];
+                    }
+                }
+            }
+#pragma unroll
+            for (int g = 0; g < kMaxGroup; ++g)
+                if (g < group) ps[g * kKeyTile + threadIdx.x] = s[g];
+        }
+        __syncthreads();
+        for (int g = warp; g < group; g += kThreads / 32) {
+            float mx = -FLT_MAX;
+            for (int j = lane; j < tile; j += 32) mx = fmaxf(mx, ps[g * kKeyTile + j]);
+            const float m_new = fmaxf(m_run[g], warp_max(mx));
+            float sum = 0.0f;
+            for (int j = lane; j < tile; j += 32) {
+                const float p = __expf(ps[g * kKeyTile + j] - m_new);
+                ps[g * kKeyTile + j] = p;
+                sum += p;
+            }
+            sum = warp_sum(sum);
+            __syncwarp();
+            if (lane == 0) {
+                const float a = __expf(m_run[g] - m_new);
+                alpha[g] = a;
+                l_run[g] = l_run[g] * a + sum;
+                m_run[g] = m_new;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < kMaxPairs; ++i) {
+            const int pair = threadIdx.x + i * kThreads;
+            if (pair < n_pairs) {
+                const int g = pair / head_dim, d = pair % head_dim;
+                const float* p = ps + g * kKeyTile;
+                const __half* v = vbase + size_t(j0) * head_dim + d;
+                float a = acc[i] * alpha[g];
+                for (int j = 0; j < tile; ++j) a += p[j] * __half2float(v[size_t(j) * head_dim]);
+                acc[i] = a;
+            }
+        }
+        __syncthreads();  // ps and alpha are rewritten by the next tile
+    }
+    // partials[(q head * splits + split)] = {max, sum, acc[head_dim]}
+#pragma unroll
+    for (int i = 0; i < kMaxPairs; ++i) {
+        const int pair = threadIdx.x + i * kThreads;
+        if (pair < n_pairs) {
+            const int g = pair / head_dim, d = pair % head_dim;
+            float* rec = partials + (size_t(kvh * group + g) * splits + split) * (head_dim + 2);
+            rec[2 + d] = acc[i];
+            if (d == 0) {
+                rec[0] = m_run[g];
+                rec[1] = l_run[g];
+            }
+        }
+    }
+}
+
+// out[h, d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s.
+// v2: the splits' weights e^(m_s - M) are computed once, in parallel, into shared
+// memory (v1 had every thread walk all splits three times: 41 us per layer).
+constexpr int kMaxSplits = 1024;
+__global__ void attention_combine_kernel(const float* partials, int splits, int head_dim, float* out) {
+    __shared__ float weight[kMaxSplits];
+    __shared__ float total;
+    const int h = blockIdx.x;
+    const float* recs = partials + size_t(h) * splits * (head_dim + 2);
+    float m = -FLT_MAX;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) m = fmaxf(m, recs[size_t(s) * (head_dim + 2)]);
+    m = block_max(m);
+    float denom = 0.0f;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+        const float* r = recs + size_t(s) * (head_dim + 2);
+        const float w = r[1] > 0.0f ? __expf(r[0] - m) : 0.0f;
+        weight[s] = w;
+        denom += w * r[1];
+    }
+    denom = block_sum(denom);
+    if (threadIdx.x == 0) total = denom;
+    __syncthreads();
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float num = 0.0f;
+        for (int s = 0; s < splits; ++s)
+            if (weight[s] > 0.0f) num += weight[s] * recs[size_t(s) * (head_dim + 2) + 2 + d];
+        out[size_t(h) * head_dim + d] = num / total;
+    }
+}
+
+size_t decode_smem_bytes(int group, int head_dim) {
+    return sizeof(float) * (size_t(group) * head_dim + size_t(group) * kKeyTile + 3 * kMaxGroup);
+}
+
+}  // namespace
+
+int attention_decode_splits(const AttentionShape& shape) {
+    return std::min(kMaxSplits, std::max(1, kTargetBlocks / shape.n_kv_heads));
+}
+
+void launch_attention_decode(const float* qkv, const int32_t* positions, const __half* k_cache,
+                             const __half* v_cache, const AttentionShape& shape, float* partials, float* out,
+                             cudaStream_t stream) {
+    const int group = shape.n_heads / shape.n_kv_heads;
+    const int splits = attention_decode_splits(shape);
+    const float scale = 1.0f / sqrtf(float(shape.head_dim));
+    const size_t smem = decode_smem_bytes(group, shape.head_dim);
+    attention_decode_kernel<<<dim3(shape.n_kv_heads, splits), kThreads, smem, stream>>>(
+        qkv, positions, k_cache, v_cache, group, shape.head_dim, shape.max_context, splits, scale, partials);
+    ORCD_CUDA_CHECK_LAUNCH();
+    attention_combine_kernel<<<shape.n_heads, 128, 0, stream>>>(partials, splits, shape.head_dim, out);
+    ORCD_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace orcd::cuda

@@ -1,0 +1,64 @@
+// Launchers of the CUDA kernels, one file each under cuda/kernels/. All take
+// device pointers and enqueue on `stream`; activations are float32, the KV
+// cache is fp16. Shapes are validated by the caller (CudaBackend).
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "model/backend.h"
+#include "model/weights.h"
+
+namespace orcd::cuda {
+
+// out[i, :] = dequantised row ids[i] of table, i < n (ids on the device).
+void launch_embed(const Weight& table, const int32_t* ids, int n, float* out, cudaStream_t stream);
+
+// out[i, :] = x[i, :] * rsqrt(mean(x^2) + eps) * w.
+void launch_rms_norm(const float* x, const float* w, float eps, int n, int dim, float* out, cudaStream_t stream);
+
+// Tokens per call up to which the matrix-vector kernel is used (it reads each
+// weight once for all tokens); beyond it the tiled tensor-core GEMM runs.
+constexpr int kMatvecMaxTokens = 8;
+// out[i, r] (+)= x[i, :] . W[r, :] (+ bias[r]) for n <= kMatvecMaxTokens tokens.
+void launch_matvec(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
+                   cudaStream_t stream);
+// The same product for any n, on tensor cores (fp16 operands, fp32 accumulation).
+void launch_gemm(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
+                 cudaStream_t stream);
+
+// Rotates q and k of qkv in place; positions on the device.
+void launch_rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p, cudaStream_t stream);
+
+// Writes k and v of n tokens (fp32 in qkv) into the fp16 caches at their positions.
+// Cache layout: [n_kv_heads, max_context, head_dim].
+void launch_kv_store(const float* qkv, int ld, int n, const int32_t* positions, int n_heads, int n_kv_heads,
+                     int head_dim, int max_context, __half* k_cache, __half* v_cache, cudaStream_t stream);
+
+struct AttentionShape {
+    int n_heads = 0, n_kv_heads = 0, head_dim = 0, max_context = 0;
+};
+
+// Causal attention of n query tokens (q in qkv, row stride ld) against the cache,
+// each attending to positions 0..positions[i]; out [n, n_heads * head_dim].
+// Tiled flash attention on tensor cores.
+void launch_attention_prefill(const float* qkv, int ld, int n, const int32_t* positions, const __half* k_cache,
+                              const __half* v_cache, const AttentionShape& shape, float* out, cudaStream_t stream);
+
+// One query token: split-K (flash-decoding) over the cache. The KV length is read
+// from positions[0] on the device, so a captured graph replays at any position.
+// partials holds n_heads * splits * (head_dim + 2) floats.
+int attention_decode_splits(const AttentionShape& shape);
+void launch_attention_decode(const float* qkv, const int32_t* positions, const __half* k_cache,
+                             const __half* v_cache, const AttentionShape& shape, float* partials, float* out,
+                             cudaStream_t stream);
+
+// out[i, j] = silu(gate_up[i, j]) * gate_up[i, n_ff + j].
+void launch_swiglu(const float* gate_up, int n, int n_ff, float* out, cudaStream_t stream);
+
+// Index of the largest of n values (the first on ties), written to *result on the device.
+void launch_argmax(const float* x, int n, int32_t* result, cudaStream_t stream);
+
+}  // namespace orcd::cuda

@@ -1,0 +1,24 @@
+// RMSNorm: one block per row; the sum of squares in fp32 through a block reduction.
+#include "cuda_check.h"
+#include "kernels/kernels.h"
+#include "kernels/reduce.cuh"
+
+namespace orcd::cuda {
+
+__global__ void rms_norm_kernel(const float* x, const float* w, float eps, int dim, float* out) {
+    const float* xr = x + size_t(blockIdx.x) * dim;
+    float* orow = out + size_t(blockIdx.x) * dim;
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < dim; c += blockDim.x) sum += xr[c] * xr[c];
+    sum = block_sum(sum);
+    const float scale = rsqrtf(sum / float(dim) + eps);
+    for (int c = threadIdx.x; c < dim; c += blockDim.x) orow[c] = xr[c] * scale * w[c];
+}
+
+void launch_rms_norm(const float* x, const float* w, float eps, int n, int dim, float* out, cudaStream_t stream) {
+    if (n == 0) return;
+    rms_norm_kernel<<<n, 256, 0, stream>>>(x, w, eps, dim, out);
+    ORCD_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace orcd::cuda

@@ -1,0 +1,328 @@
+// Every CUDA backend op against the CPU backend (the oracle), on random
+// non-zero inputs over a table of shapes: one driver, one row per case.
+// Skips with a reason when no CUDA GPU is usable.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gguf_builder.h"
+#include "model/backend.h"
+#include "orcd/build.h"
+
+namespace orcd {
+namespace {
+
+using gguf::TensorType;
+
+#define SKIP_WITHOUT_GPU()                                                             \
+    if (cuda_devices().empty()) GTEST_SKIP() << "no CUDA GPU is usable on this machine: CUDA op tests skipped"
+
+uint16_t half_bits(float f) {
+    // Round-to-nearest float -> half for the normal range the tests use.
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    const int exp = int((x >> 23) & 0xff) - 127 + 15;
+    uint32_t mant = x & 0x7fffffu;
+    if (exp <= 0) return uint16_t(sign);
+    uint32_t h = sign | (uint32_t(exp) << 10) | (mant >> 13);
+    if (mant & 0x1000u) ++h;
+    return uint16_t(h);
+}
+
+// Byte offsets of the fp16 scale fields of each block type, and whether each is a min (kept positive).
+struct ScaleFields {
+    std::vector<int> offsets;
+};
+ScaleFields scale_fields(TensorType t) {
+    switch (t) {
+        case TensorType::Q4_0: case TensorType::Q5_0: case TensorType::Q8_0: case TensorType::IQ4_NL:
+        case TensorType::IQ4_XS: return {{0}};
+        case TensorType::Q4_1: case TensorType::Q5_1: case TensorType::Q4_K: case TensorType::Q5_K: return {{0, 2}};
+        case TensorType::Q2_K: return {{80, 82}};
+        case TensorType::Q3_K: return {{108}};
+        case TensorType::Q6_K: return {{208}};
+        default: return {{}};
+    }
+}
+
+// Random valid data for a tensor of `elements` of type t.
+std::vector<uint8_t> random_tensor(TensorType t, uint64_t elements, std::mt19937& rng) {
+    const auto& tr = gguf::traits(t);
+    std::vector<uint8_t> bytes(elements / tr.block_size * tr.block_bytes);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    if (t == TensorType::F32) {
+        for (size_t i = 0; i < bytes.size(); i += 4) { float v = u(rng); std::memcpy(&bytes[i], &v, 4); }
+        return bytes;
+    }
+    if (t == TensorType::F16 || t == TensorType::BF16) {
+        for (size_t i = 0; i < bytes.size(); i += 2) {
+            float v = u(rng);
+            uint16_t h;
+            if (t == TensorType::F16) {
+                h = half_bits(v);
+            } else {
+                uint32_t x; std::memcpy(&x, &v, 4); h = uint16_t(x >> 16);
+            }
+            std::memcpy(&bytes[i], &h, 2);
+        }
+        return bytes;
+    }
+    for (auto& b : bytes) b = uint8_t(rng());
+    const auto fields = scale_fields(t);
+    std::uniform_real_distribution<float> scale(0.002f, 0.02f);
+    for (size_t blk = 0; blk < bytes.size(); blk += tr.block_bytes)
+        for (int off : fields.offsets) {
+            const uint16_t h = half_bits(scale(rng) * ((rng() & 1) ? 1.0f : -1.0f));
+            std::memcpy(&bytes[blk + off], &h, 2);
+        }
+    return bytes;
+}
+
+struct TensorSpec {
+    std::string name;
+    TensorType type;
+    uint64_t cols, rows;
+};
+
+// An in-memory GGUF file of random tensors, with both backends' copies of them.
+struct WeightSet {
+    std::vector<uint8_t> bytes;
+    std::shared_ptr<gguf::File> file;
+    std::vector<Weight> cpu, gpu;
+};
+
+void build_weights(WeightSet& ws, const std::vector<TensorSpec>& specs, Backend& cpu, Backend& gpu, std::mt19937& rng) {
+    testing::GGUFBuilder b;
+    b.header(3, specs.size(), 1).kv_str("general.architecture", "llama");
+    std::vector<std::vector<uint8_t>> data;
+    uint64_t offset = 0;
+    for (const auto& s : specs) {
+        data.push_back(random_tensor(s.type, s.cols * s.rows, rng));
+        if (s.rows > 1) b.tensor(s.name, {s.cols, s.rows}, uint32_t(s.type), offset);
+        else b.tensor(s.name, {s.cols}, uint32_t(s.type), offset);
+        offset += (data.back().size() + 31) / 32 * 32;
+    }
+    while (b.bytes.size() % 32) b.bytes.push_back(0);
+    for (auto& d : data) {
+        b.bytes.insert(b.bytes.end(), d.begin(), d.end());
+        while (b.bytes.size() % 32) b.bytes.push_back(0);
+    }
+    ws.bytes = std::move(b.bytes);
+    ws.file = gguf::File::from_memory(ws.bytes.data(), ws.bytes.size());
+    std::vector<const gguf::TensorInfo*> infos;
+    for (const auto& s : specs) infos.push_back(ws.file->find_tensor(s.name));
+    ws.cpu = cpu.load_weights(*ws.file, infos);
+    ws.gpu = gpu.load_weights(*ws.file, infos);
+}
+
+// A device copy of host data, freed at scope end.
+template <typename T>
+struct DeviceVec {
+    T* ptr = nullptr;
+    size_t n = 0;
+    explicit DeviceVec(const std::vector<T>& host) : n(host.size()) {
+        EXPECT_EQ(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)), cudaSuccess);
+        EXPECT_EQ(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+    }
+    ~DeviceVec() { cudaFree(ptr); }
+    std::vector<T> host() const {
+        std::vector<T> out(n);
+        EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        EXPECT_EQ(cudaMemcpy(out.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+        return out;
+    }
+};
+
+std::vector<float> random_floats(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+    std::uniform_real_distribution<float> u(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) {
+        x = u(rng);
+        if (x == 0.0f) x = 0.5f;
+    }
+    return v;
+}
+
+// ||a - b|| / ||b||, NaN and size mismatches fail.
+double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size()) return INFINITY;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (!std::isfinite(a[i])) return INFINITY;
+        num += double(a[i] - b[i]) * (a[i] - b[i]);
+        den += double(b[i]) * b[i];
+    }
+    return std::sqrt(num / std::max(den, 1e-30));
+}
+
+class CudaOps : public ::testing::Test {
+protected:
+    void SetUp() override {
+        SKIP_WITHOUT_GPU();
+        cpu = make_backend(ModelOptions{});
+        ModelOptions o;
+        o.device = Device::cuda(0);
+        gpu = make_cuda_backend(o);
+    }
+    std::unique_ptr<Backend> cpu, gpu;
+    std::mt19937 rng{1234};
+};
+
+const TensorType kAllTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q4_0,
+                                TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0,
+                                TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
+                                TensorType::Q6_K, TensorType::IQ4_NL, TensorType::IQ4_XS};
+
+TEST_F(CudaOps, EmbedEveryType) {
+    for (TensorType t : kAllTypes) {
+        SCOPED_TRACE(gguf::traits(t).name);
+        WeightSet ws;
+        build_weights(ws, {{"table", t, 512, 37}}, *cpu, *gpu, rng);
+        std::vector<int32_t> ids = {0, 36, 5, 5, 17, 1, 30};
+        const int n = int(ids.size());
+        std::vector<float> ref(size_t(n) * 512);
+        cpu->embed(ws.cpu[0], ids.data(), n, ref.data());
+        DeviceVec<int32_t> dids(ids);
+        DeviceVec<float> out(std::vector<float>(ref.size(), NAN));
+        gpu->embed(ws.gpu[0], dids.ptr, n, out.ptr);
+        EXPECT_LT(rel_error(out.host(), ref), 1e-6);
+    }
+}
+
+TEST_F(CudaOps, RmsNorm) {
+    for (int dim : {64, 896, 1000, 4864}) {
+        for (int n : {1, 7, 33}) {
+            WeightSet ws;
+            build_weights(ws, {{"w", TensorType::F32, uint64_t(dim), 1}}, *cpu, *gpu, rng);
+            auto x = random_floats(size_t(n) * dim, rng, -3, 3);
+            std::vector<float> ref(x.size());
+            cpu->rms_norm(x.data(), ws.cpu[0], 1e-6f, n, dim, ref.data());
+            DeviceVec<float> dx(x), out(std::vector<float>(x.size(), NAN));
+            gpu->rms_norm(dx.ptr, ws.gpu[0], 1e-6f, n, dim, out.ptr);
+            EXPECT_LT(rel_error(out.host(), ref), 1e-5) << "dim " << dim << " n " << n;
+        }
+    }
+}
+
+// Matmul: every type x tokens (matvec path <= 8, tensor-core GEMM above) x shapes,
+// with bias, accumulation and a row stride wider than the output.
+TEST_F(CudaOps, MatmulEveryTypeAndShape) {
+    struct Shape { uint64_t cols, rows; };
+    for (TensorType t : kAllTypes) {
+        const uint64_t bs = gguf::traits(t).block_size;
+        const Shape shapes[] = {{bs == 256 ? 256u : 64u, 7}, {bs == 256 ? 512u : 96u, 129}, {bs == 256 ? 1024u : 896u, 300}};
+        for (const Shape& sh : shapes) {
+            WeightSet ws;
+            build_weights(ws, {{"w", t, sh.cols, sh.rows}, {"b", TensorType::F32, sh.rows, 1}}, *cpu, *gpu, rng);
+            for (int n : {1, 3, 8, 9, 64, 77}) {
+                for (int variant = 0; variant < 2; ++variant) {
+                    const bool bias_acc = variant == 1;
+                    SCOPED_TRACE(std::string(gguf::traits(t).name) + " cols " + std::to_string(sh.cols) + " rows " +
+                                 std::to_string(sh.rows) + " n " + std::to_string(n) + (bias_acc ? " bias+acc" : ""));
+                    const int ldo = int(sh.rows) + (bias_acc ? 5 : 0);
+                    auto x = random_floats(size_t(n) * sh.cols, rng);
+                    auto init = random_floats(size_t(n) * ldo, rng);
+                    std::vector<float> ref = init;
+                    cpu->matmul(ws.cpu[0], x.data(), n, ref.data(), ldo, bias_acc ? &ws.cpu[1] : nullptr, bias_acc);
+                    DeviceVec<float> dx(x), out(init);
+                    gpu->matmul(ws.gpu[0], dx.ptr, n, out.ptr, ldo, bias_acc ? &ws.gpu[1] : nullptr, bias_acc);
+                    // fp32 dot products (matvec) or fp16 operands with fp32 accumulation (GEMM).
+                    EXPECT_LT(rel_error(out.host(), ref), n <= 8 ? 2e-5 : 2e-3);
+                }
+            }
+        }
+    }
+}
+
+TEST_F(CudaOps, RopeBothStylesWithFactors) {
+    for (RopeStyle style : {RopeStyle::Normal, RopeStyle::NeoX}) {
+        for (bool factors : {false, true}) {
+            RopeParams p;
+            p.style = style;
+            p.n_heads = 14; p.n_kv_heads = 2; p.head_dim = 64; p.rope_dim = factors ? 32 : 64;
+            p.freq_base = 1000000.0f; p.freq_scale = factors ? 0.5f : 1.0f; p.attn_factor = factors ? 1.1f : 1.0f;
+            const int n = 13, ld = (p.n_heads + 2 * p.n_kv_heads) * p.head_dim + 3;
+            auto qkv = random_floats(size_t(n) * ld, rng);
+            std::vector<int32_t> pos(n);
+            for (int i = 0; i < n; ++i) pos[i] = 4000 + 7 * i;
+            auto ff = random_floats(size_t(p.rope_dim / 2), rng, 1.0f, 4.0f);
+            DeviceVec<float> dff(ff), dq(qkv);
+            DeviceVec<int32_t> dpos(pos);
+            std::vector<float> ref = qkv;
+            p.freq_factors = factors ? ff.data() : nullptr;
+            cpu->rope(ref.data(), n, ld, pos.data(), p);
+            p.freq_factors = factors ? dff.ptr : nullptr;
+            gpu->rope(dq.ptr, n, ld, dpos.ptr, p);
+            EXPECT_LT(rel_error(dq.host(), ref), 1e-6) << "neox " << (style == RopeStyle::NeoX) << " factors " << factors;
+        }
+    }
+}
+
+TEST_F(CudaOps, Swiglu) {
+    for (int n : {1, 5, 64}) {
+        const int n_ff = 4864;
+        auto gu = random_floats(size_t(n) * 2 * n_ff, rng, -6, 6);
+        std::vector<float> ref(size_t(n) * n_ff);
+        cpu->swiglu(gu.data(), n, n_ff, ref.data());
+        DeviceVec<float> dgu(gu), out(std::vector<float>(ref.size(), NAN));
+        gpu->swiglu(dgu.ptr, n, n_ff, out.ptr);
+        EXPECT_LT(rel_error(out.host(), ref), 1e-6);
+    }
+}
+
+TEST_F(CudaOps, Argmax) {
+    for (int n : {1, 1000, 151936}) {
+        auto x = random_floats(size_t(n), rng, -10, 10);
+        x[size_t(n) * 3 / 4] = 50.0f;
+        DeviceVec<float> dx(x);
+        EXPECT_EQ(gpu->argmax(dx.ptr, n), cpu->argmax(x.data(), n)) << "n " << n;
+    }
+}
+
+// Attention through sessions: a prefill of several steps (history in the
+// cache), then decode steps, each compared with the CPU. GQA ratios 1, 4, 7, 8.
+TEST_F(CudaOps, AttentionPrefillAndDecode) {
+    struct Case { int n_heads, n_kv_heads, head_dim; std::vector<int> steps; };
+    const Case cases[] = {
+        {4, 4, 64, {5, 70, 1, 1}},      {8, 2, 64, {33, 1, 130, 1}},     {14, 2, 64, {200, 1, 1, 3}},
+        {7, 1, 128, {17, 64, 1}},       {16, 2, 128, {100, 1, 1}},       {8, 8, 96, {65, 1}},
+        {14, 2, 64, {1, 1, 1, 1, 1}},   {14, 2, 64, {1000, 1}},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " dim " +
+                     std::to_string(c.head_dim));
+        ModelConfig cfg;
+        cfg.n_layers = 2; cfg.n_heads = c.n_heads; cfg.n_kv_heads = c.n_kv_heads; cfg.head_dim = c.head_dim;
+        cfg.n_embd = c.n_heads * c.head_dim; cfg.n_ff = 64; cfg.n_vocab = 32;
+        SessionShape shape{2048, 1024, 1};
+        RopeParams rp;
+        rp.n_heads = c.n_heads; rp.n_kv_heads = c.n_kv_heads; rp.head_dim = c.head_dim; rp.rope_dim = c.head_dim;
+        auto cs = cpu->create_session(cfg, shape);
+        auto gs = gpu->create_session(cfg, shape);
+        cs->rope = rp; gs->rope = rp; cs->shape = shape; gs->shape = shape;
+        const int q_dim = c.n_heads * c.head_dim, ld = q_dim + 2 * c.n_kv_heads * c.head_dim;
+        int pos = 0;
+        for (int n : c.steps) {
+            auto qkv = random_floats(size_t(n) * ld, rng, -2, 2);
+            std::vector<int32_t> positions(n);
+            for (int i = 0; i < n; ++i) positions[i] = pos + i;
+            std::vector<float> ref(size_t(n) * q_dim);
+            cpu->attention(*cs, 1, qkv.data(), ld, n, positions.data(), ref.data());
+            DeviceVec<float> dq(qkv), out(std::vector<float>(ref.size(), NAN));
+            DeviceVec<int32_t> dpos(positions);
+            gpu->attention(*gs, 1, dq.ptr, ld, n, dpos.ptr, out.ptr);
+            // K/V and P are fp16 in the CUDA path.
+            EXPECT_LT(rel_error(out.host(), ref), 3e-3) << "step of " << n << " at " << pos;
+            pos += n;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace orcd
