@@ -57,7 +57,10 @@ float float_param(const gguf::File& f, const std::string& key, float fallback) {
 }
 
 std::string shape_str(int64_t cols, int64_t rows) {
-    return rows == 1 ? "[" + std::to_string(cols) + "]" : "[" + std::to_string(cols) + ", " + std::to_string(rows) + "]";
+    std::string s = "[";
+    s += std::to_string(cols);
+    if (rows != 1) s += ", " + std::to_string(rows);
+    return s + "]";
 }
 
 }  // namespace
