@@ -3,6 +3,8 @@
 #include <pybind11/stl.h>
 
 #include "bindings.h"
+#include "model/arch.h"
+#include "orcd/gguf.h"
 #include "orcd/model.h"
 
 namespace py = pybind11;
@@ -38,12 +40,29 @@ py::dict config_dict(const ModelConfig& c) {
     d["rms_eps"] = c.rms_eps;
     d["attention_bias"] = c.attention_bias;
     d["tied_output"] = c.tied_output;
+    d["tokenizer_model"] = c.tokenizer_model;
+    auto id_or_none = [](int id) { return id < 0 ? py::object(py::none()) : py::object(py::int_(id)); };
+    d["bos_id"] = id_or_none(c.bos_id);
+    d["eos_id"] = id_or_none(c.eos_id);
+    d["eot_id"] = id_or_none(c.eot_id);
+    d["has_chat_template"] = c.has_chat_template;
     return d;
 }
 
 }  // namespace
 
 void bind_model(py::module_& m) {
+    m.def("read_config", [](const std::string& path) {
+        std::shared_ptr<gguf::File> file;
+        ModelConfig c;
+        {
+            py::gil_scoped_release release;
+            file = gguf::File::open(path);
+            c = read_config(*file);
+        }
+        return config_dict(c);
+    }, py::arg("path"), "A model file's configuration, as Model.config gives it, without loading the weights.");
+
     py::class_<Session>(m, "Session", "One sequence with its own KV cache.")
         .def("prefill", [](Session& s, IdArray ids, bool all_logits) {
             if (ids.ndim() != 1) throw Error(ErrorKind::InvalidArgument, "token ids must be a 1-D sequence");

@@ -16,7 +16,7 @@ __version__ = _core.build_info()["version"]
 GGUFFile = _core.GGUFFile
 
 from . import models  # noqa: E402
-from .model import HyperParams, Model, Session  # noqa: E402
+from .model import Model, Session  # noqa: E402
 from .tokenizer import StreamDecoder, Tokenizer, TokenType  # noqa: E402
 from .chat_template import CHATML_TEMPLATE, ChatTemplate  # noqa: E402
 from .config import ModelConfig, RuntimeConfig, SamplingParams  # noqa: E402
@@ -38,6 +38,6 @@ __all__ = [
     "CHATML_TEMPLATE", "ChatTemplate", "ChatTemplateError", "StreamDecoder", "Tokenizer", "TokenType",
     "LLM", "Completion", "CompletionStream", "Timings", "Usage", "ModelConfig", "RuntimeConfig", "SamplingParams",
     "Sampler", "TokenLogprob",
-    "ClosedError", "ConfigError", "GGUFFile", "HyperParams", "Model", "Session", "models", "InvalidArgumentError", "InvalidFileError", "OrcdError",
+    "ClosedError", "ConfigError", "GGUFFile", "Model", "Session", "models", "InvalidArgumentError", "InvalidFileError", "OrcdError",
     "OutOfMemoryError", "UnsupportedError", "build_info", "cuda_devices", "__version__",
 ]

@@ -47,7 +47,8 @@ def _check_float(cls_name: str, name: str, value: Any, low: float, high: float, 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What a GGUF file says about its model: architecture, sizes, RoPE, context, vocabulary, special tokens."""
+    """What a GGUF file says about its model, as the C++ core reads it: architecture,
+    sizes, RoPE, context length, vocabulary, special tokens, chat template."""
 
     architecture: str
     name: str
@@ -57,10 +58,14 @@ class ModelConfig:
     n_heads: int
     n_kv_heads: int
     head_dim: int
-    context_length: int
-    rope_freq_base: float
-    rope_dim: int
     n_vocab: int
+    context_length: int
+    rope_dim: int
+    rope_freq_base: float
+    rope_style: str
+    rms_eps: float
+    attention_bias: bool
+    tied_output: bool
     tokenizer_model: str
     bos_id: int | None
     eos_id: int | None
@@ -68,51 +73,12 @@ class ModelConfig:
     has_chat_template: bool
 
     @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any]) -> "ModelConfig":
-        arch = meta.get("general.architecture")
-        if not arch:
-            raise ConfigError("the model file has no general.architecture; it is not a language model GGUF")
-
-        def hp(key: str, default=None):
-            return meta.get(f"{arch}.{key}", default)
-
-        n_embd, n_heads = int(hp("embedding_length", 0)), int(hp("attention.head_count", 0))
-        head_dim = int(hp("attention.key_length", n_embd // n_heads if n_heads else 0))
-        tokens = meta.get("tokenizer.ggml.tokens")
-
-        def token_id(key: str) -> int | None:
-            value = meta.get(f"tokenizer.ggml.{key}_token_id")
-            return None if value is None else int(value)
-
-        return cls(
-            architecture=str(arch),
-            name=str(meta.get("general.name", "")),
-            n_layers=int(hp("block_count", 0)),
-            n_embd=n_embd,
-            n_ff=int(hp("feed_forward_length", 0)),
-            n_heads=n_heads,
-            n_kv_heads=int(hp("attention.head_count_kv", n_heads)),
-            head_dim=head_dim,
-            context_length=int(hp("context_length", 0)),
-            rope_freq_base=float(hp("rope.freq_base", 10000.0)),
-            rope_dim=int(hp("rope.dimension_count", head_dim)),
-            n_vocab=len(tokens) if tokens is not None else 0,
-            tokenizer_model=str(meta.get("tokenizer.ggml.model", "")),
-            bos_id=token_id("bos"),
-            eos_id=token_id("eos"),
-            eot_id=token_id("eot"),
-            has_chat_template=bool(str(meta.get("tokenizer.chat_template", "")).strip()),
-        )
-
-    @classmethod
     def from_gguf(cls, source) -> "ModelConfig":
-        """From a GGUF path or an open orcd.GGUFFile."""
-        if isinstance(source, (str, os.PathLike)):
-            from . import GGUFFile
+        """From a GGUF path or an open orcd.GGUFFile, without loading the weights."""
+        from . import _core
 
-            with GGUFFile(os.fspath(source)) as f:
-                return cls.from_metadata(f.metadata)
-        return cls.from_metadata(source.metadata)
+        path = source.path if hasattr(source, "path") and not isinstance(source, (str, os.PathLike)) else source
+        return cls(**_core.read_config(os.fspath(path)))
 
 
 # --------------------------------------------------------------------------- running a model

@@ -111,7 +111,7 @@ class LLM:
         from .tokenizer import Tokenizer
 
         with GGUFFile(str(self.path)) as f:
-            self.model_config = ModelConfig.from_metadata(f.metadata)
+            self.model_config = ModelConfig.from_gguf(f)
             self.tokenizer = Tokenizer.from_metadata(f.metadata)
             # Compiled on first chat, so a broken template never stops plain generation.
             self.chat_template = ChatTemplate.from_metadata(f.metadata, template=chat_template)

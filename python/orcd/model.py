@@ -2,34 +2,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import _core
+from .config import ModelConfig
 from .errors import InvalidArgumentError
-
-
-@dataclass(frozen=True)
-class HyperParams:
-    """A model's hyper-parameters, all read from its GGUF metadata."""
-
-    architecture: str
-    name: str
-    n_layers: int
-    n_embd: int
-    n_ff: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    n_vocab: int
-    context_length: int
-    rope_dim: int
-    rope_freq_base: float
-    rope_style: str
-    rms_eps: float
-    attention_bias: bool
-    tied_output: bool
 
 
 def resolve_device(device: str) -> str:
@@ -88,7 +65,7 @@ class Model:
         self.path = os.fspath(path)
         self.device = resolve_device(device)
         self._m = _core.Model(self.path, self.device, int(n_threads or 0))
-        self.config = HyperParams(**self._m.config)
+        self.config = ModelConfig(**self._m.config)
 
     def session(self, max_context: int | None = None, allow_beyond_model_context: bool = False) -> Session:
         """A new session; max_context defaults to min(context_length, 4096)."""

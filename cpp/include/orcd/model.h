@@ -62,6 +62,10 @@ struct ModelConfig {
     float rms_eps = 1e-5f;
     bool attention_bias = false;  // Q/K/V biases (Qwen2)
     bool tied_output = false;     // the output projection is the token embedding
+    // What the tokenizer metadata says (ids are -1 when the file names none).
+    std::string tokenizer_model;  // "gpt2" (byte-level BPE) or "llama" (SentencePiece)
+    int bos_id = -1, eos_id = -1, eot_id = -1;
+    bool has_chat_template = false;
 };
 
 struct SessionOptions {

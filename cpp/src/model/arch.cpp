@@ -97,6 +97,20 @@ ModelConfig read_config(const gguf::File& f) {
     c.n_vocab = static_cast<int>(embd->dims[1]);
     c.attention_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
     c.tied_output = f.find_tensor("output.weight") == nullptr;
+    if (const gguf::Value* v = f.find("tokenizer.ggml.model"); v && v->type == gguf::ValueType::STRING)
+        c.tokenizer_model = std::string(v->as_string());
+    auto token_id = [&](const char* key) {
+        const gguf::Value* v = f.find(key);
+        if (!v) return -1;
+        int64_t id = v->as_int();
+        return id >= 0 && id < c.n_vocab ? int(id) : -1;
+    };
+    c.bos_id = token_id("tokenizer.ggml.bos_token_id");
+    c.eos_id = token_id("tokenizer.ggml.eos_token_id");
+    c.eot_id = token_id("tokenizer.ggml.eot_token_id");
+    const gguf::Value* tmpl = f.find("tokenizer.chat_template");
+    c.has_chat_template = tmpl && tmpl->type == gguf::ValueType::STRING &&
+                          tmpl->as_string().find_first_not_of(" \t\r\n") != std::string_view::npos;
     return c;
 }
 
