@@ -204,3 +204,39 @@ def test_out_of_memory_names_sizes(pair):
         pytest.skip("a 2^24-token KV cache of this model fits on this GPU")
     with pytest.raises(orcd.OutOfMemoryError, match="GiB free on"):
         gpu.session(max_context=1 << 24, allow_beyond_model_context=True)
+
+
+def test_sessions_on_two_threads_match_alone(pair):
+    """Each session has its own stream and staging buffers: two threads decoding
+    at once get exactly the logits each gets alone."""
+    import threading
+
+    _, gpu = pair
+    prompts = [_prompt(gpu.config.n_vocab, 50, seed=s) for s in (11, 12)]
+
+    def run(ids):
+        s = gpu.session(max_context=256)
+        out = [s.prefill(ids)]
+        tok = int(out[-1].argmax())
+        for _ in range(24):
+            out.append(s.decode(tok))
+            tok = int(out[-1].argmax())
+        return np.stack(out)
+
+    alone = [run(p) for p in prompts]
+    together, errors = [None, None], []
+
+    def worker(i):
+        try:
+            for _ in range(3):
+                together[i] = run(prompts[i])
+                np.testing.assert_allclose(together[i], alone[i], rtol=0, atol=1e-6)
+        except Exception as exc:  # reported below
+            errors.append((i, exc))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

@@ -5,14 +5,21 @@
 // group, so each K/V row is read once per group. Keys come in tiles of
 // kKeyTile: one thread per key computes the group's scores, one warp per head
 // updates the online softmax, then each thread accumulates (head, dim) pairs
-// of p.V. A split's unnormalised result (max, sum, acc[D]) goes to `partials`
-// and a second kernel merges the splits. The KV length comes from
-// positions[0] on the device, so the launch never depends on the position.
+// of p.V. A split's unnormalised result (max, sum, acc[D]) goes to `partials`;
+// the last block of a KV head to finish (a counter per head) merges its splits.
+// The KV length is read from positions[0] on the device, so the launch never
+// depends on the position, and only as many splits as the length needs (at
+// least kMinKeys keys each) do work: the others exit at once.
+//
+// v3: the merge moved from a second kernel into the last block (one launch per
+// layer less), and the split count follows the KV length (v2 spread even a
+// 20-token context over 132 splits of one key each).
 #include <algorithm>
 #include <cfloat>
 
 #include "cuda_check.h"
 #include "kernels/kernels.h"
+#include "kernels/launch.cuh"
 #include "kernels/reduce.cuh"
 
 namespace orcd::cuda {
@@ -25,19 +32,65 @@ constexpr int kMaxGroup = 8;  // query heads per KV head
 constexpr int kMaxHeadDim = 256;
 constexpr int kMaxPairs = kMaxGroup * kMaxHeadDim / kThreads;  // (head, dim) accumulators per thread
 constexpr int kTargetBlocks = 264;                            // two waves' worth on a 132-SM part
+constexpr int kMinKeys = 64;                                  // keys per split at the least
+constexpr int kMaxSplits = 1024;
+
+// Splits that hold keys for a KV length (the same in every block).
+__device__ __forceinline__ int used_splits(int kv_len, int splits) {
+    return max(1, min(splits, (kv_len + kMinKeys - 1) / kMinKeys));
+}
+
+// out[h, d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s for the group's
+// query heads, by one block. The split weights are computed once, in parallel.
+// Partials written by other blocks are read through L2 (__ldcg), never a stale L1.
+__device__ void merge_splits(const float* partials, int first_head, int group, int splits, int used, int head_dim,
+                             float* out) {
+    __shared__ float weight[kMaxSplits];
+    __shared__ float total;
+    for (int g = 0; g < group; ++g) {
+        const int h = first_head + g;
+        const float* recs = partials + size_t(h) * splits * (head_dim + 2);
+        float m = -FLT_MAX;
+        for (int s = threadIdx.x; s < used; s += blockDim.x) m = fmaxf(m, __ldcg(recs + size_t(s) * (head_dim + 2)));
+        m = block_max(m);
+        float denom = 0.0f;
+        for (int s = threadIdx.x; s < used; s += blockDim.x) {
+            const float* r = recs + size_t(s) * (head_dim + 2);
+            const float l = __ldcg(r + 1);
+            const float w = l > 0.0f ? __expf(__ldcg(r) - m) : 0.0f;
+            weight[s] = w;
+            denom += w * l;
+        }
+        denom = block_sum(denom);
+        if (threadIdx.x == 0) total = denom;
+        __syncthreads();
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+            float num = 0.0f;
+            for (int s = 0; s < used; ++s)
+                if (weight[s] > 0.0f) num += weight[s] * __ldcg(recs + size_t(s) * (head_dim + 2) + 2 + d);
+            out[size_t(h) * head_dim + d] = num / total;
+        }
+        __syncthreads();  // weight and total are rewritten for the next head
+    }
+}
 
 __global__ void __launch_bounds__(kThreads)
     attention_decode_kernel(const float* qkv, const int32_t* positions, const __half* k_cache, const __half* v_cache,
-                            int group, int head_dim, int max_context, int splits, float scale, float* partials) {
+                            int group, int head_dim, int max_context, int splits, float scale, float* partials,
+                            unsigned* counters, float* out) {
     extern __shared__ float smem[];
     float* qs = smem;                     // [group][head_dim], pre-scaled
     float* ps = qs + group * head_dim;    // [group][kKeyTile]: scores, then probabilities
     float* m_run = ps + group * kKeyTile; // [group] running max
     float* l_run = m_run + kMaxGroup;     // [group] running sum
     float* alpha = l_run + kMaxGroup;     // [group] rescale factor of the current tile
+    __shared__ bool last_block;
+    pdl_enter();
     const int kvh = blockIdx.x, split = blockIdx.y;
     const int kv_len = positions[0] + 1;
-    const int chunk = (kv_len + splits - 1) / splits;
+    const int used = used_splits(kv_len, splits);
+    if (split >= used) return;
+    const int chunk = (kv_len + used - 1) / used;
     const int begin = split * chunk, end = min(kv_len, begin + chunk);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
@@ -129,36 +182,18 @@ __global__ void __launch_bounds__(kThreads)
             }
         }
     }
-}
-
-// out[h, d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s.
-// v2: the splits' weights e^(m_s - M) are computed once, in parallel, into shared
-// memory (v1 had every thread walk all splits three times: 41 us per layer).
-constexpr int kMaxSplits = 1024;
-__global__ void attention_combine_kernel(const float* partials, int splits, int head_dim, float* out) {
-    __shared__ float weight[kMaxSplits];
-    __shared__ float total;
-    const int h = blockIdx.x;
-    const float* recs = partials + size_t(h) * splits * (head_dim + 2);
-    float m = -FLT_MAX;
-    for (int s = threadIdx.x; s < splits; s += blockDim.x) m = fmaxf(m, recs[size_t(s) * (head_dim + 2)]);
-    m = block_max(m);
-    float denom = 0.0f;
-    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
-        const float* r = recs + size_t(s) * (head_dim + 2);
-        const float w = r[1] > 0.0f ? __expf(r[0] - m) : 0.0f;
-        weight[s] = w;
-        denom += w * r[1];
-    }
-    denom = block_sum(denom);
-    if (threadIdx.x == 0) total = denom;
+    // Publish this split, then count it; the block that counts last merges.
+    __threadfence();
     __syncthreads();
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float num = 0.0f;
-        for (int s = 0; s < splits; ++s)
-            if (weight[s] > 0.0f) num += weight[s] * recs[size_t(s) * (head_dim + 2) + 2 + d];
-        out[size_t(h) * head_dim + d] = num / total;
+    if (threadIdx.x == 0) {
+        const unsigned done = atomicAdd(&counters[kvh], 1u);
+        last_block = done == unsigned(used - 1);
+        if (last_block) counters[kvh] = 0;  // ready for the next step; no other block of this step touches it
     }
+    __syncthreads();
+    if (!last_block) return;
+    __threadfence();
+    merge_splits(partials, kvh * group, group, splits, used, head_dim, out);
 }
 
 size_t decode_smem_bytes(int group, int head_dim) {
@@ -172,17 +207,14 @@ int attention_decode_splits(const AttentionShape& shape) {
 }
 
 void launch_attention_decode(const float* qkv, const int32_t* positions, const __half* k_cache,
-                             const __half* v_cache, const AttentionShape& shape, float* partials, float* out,
-                             cudaStream_t stream) {
+                             const __half* v_cache, const AttentionShape& shape, float* partials,
+                             unsigned* counters, float* out, cudaStream_t stream) {
     const int group = shape.n_heads / shape.n_kv_heads;
     const int splits = attention_decode_splits(shape);
     const float scale = 1.0f / sqrtf(float(shape.head_dim));
     const size_t smem = decode_smem_bytes(group, shape.head_dim);
-    attention_decode_kernel<<<dim3(shape.n_kv_heads, splits), kThreads, smem, stream>>>(
-        qkv, positions, k_cache, v_cache, group, shape.head_dim, shape.max_context, splits, scale, partials);
-    ORCD_CUDA_CHECK_LAUNCH();
-    attention_combine_kernel<<<shape.n_heads, 128, 0, stream>>>(partials, splits, shape.head_dim, out);
-    ORCD_CUDA_CHECK_LAUNCH();
+    launch_pdl(attention_decode_kernel, dim3(shape.n_kv_heads, splits), kThreads, smem, stream, qkv, positions, k_cache,
+               v_cache, group, shape.head_dim, shape.max_context, splits, scale, partials, counters, out);
 }
 
 }  // namespace orcd::cuda

@@ -49,16 +49,21 @@ void launch_attention_prefill(const float* qkv, int ld, int n, const int32_t* po
 
 // One query token: split-K (flash-decoding) over the cache. The KV length is read
 // from positions[0] on the device, so a captured graph replays at any position.
-// partials holds n_heads * splits * (head_dim + 2) floats.
+// partials holds n_heads * splits * (head_dim + 2) floats; counters n_kv_heads
+// zeros (the kernel leaves them zero again).
 int attention_decode_splits(const AttentionShape& shape);
 void launch_attention_decode(const float* qkv, const int32_t* positions, const __half* k_cache,
-                             const __half* v_cache, const AttentionShape& shape, float* partials, float* out,
-                             cudaStream_t stream);
+                             const __half* v_cache, const AttentionShape& shape, float* partials,
+                             unsigned* counters, float* out, cudaStream_t stream);
 
 // out[i, j] = silu(gate_up[i, j]) * gate_up[i, n_ff + j].
 void launch_swiglu(const float* gate_up, int n, int n_ff, float* out, cudaStream_t stream);
 
 // Index of the largest of n values (the first on ties), written to *result on the device.
 void launch_argmax(const float* x, int n, int32_t* result, cudaStream_t stream);
+
+// The k largest of n values (1 <= k <= n): exactly k (index, value) pairs in no
+// particular order, ties at the k-th value resolved towards lower indices.
+void launch_top_k(const float* x, int n, int k, int32_t* indices, float* values, cudaStream_t stream);
 
 }  // namespace orcd::cuda

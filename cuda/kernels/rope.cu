@@ -4,12 +4,14 @@
 // were already added by the projection's epilogue.
 #include "cuda_check.h"
 #include "kernels/kernels.h"
+#include "kernels/launch.cuh"
 
 namespace orcd::cuda {
 
 __global__ void rope_kernel(float* qkv, int n, int ld, const int32_t* positions, int heads, int head_dim,
                             int rope_dim, bool neox, float freq_base, float freq_scale, float attn_factor,
                             const float* freq_factors) {
+    pdl_enter();
     const int half = rope_dim / 2;
     const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (idx >= int64_t(n) * heads * half) return;
@@ -35,9 +37,8 @@ void launch_rope(float* qkv, int n, int ld, const int32_t* positions, const Rope
     const int heads = p.n_heads + p.n_kv_heads;
     const int64_t total = int64_t(n) * heads * (p.rope_dim / 2);
     if (total == 0) return;
-    rope_kernel<<<unsigned((total + 255) / 256), 256, 0, stream>>>(
-        qkv, n, ld, positions, heads, p.head_dim, p.rope_dim, p.style == RopeStyle::NeoX, p.freq_base, p.freq_scale,
-        p.attn_factor, p.freq_factors);
+    launch_pdl(rope_kernel, unsigned((total + 255) / 256), 256, 0, stream, qkv, n, ld, positions, heads, p.head_dim,
+               p.rope_dim, p.style == RopeStyle::NeoX, p.freq_base, p.freq_scale, p.attn_factor, p.freq_factors);
     ORCD_CUDA_CHECK_LAUNCH();
 }
 

@@ -285,6 +285,30 @@ TEST_F(CudaOps, Argmax) {
     }
 }
 
+// Top-k on the device against the CPU's exact selection, ties included: a run of
+// equal values across the k-th place, equal zeros of both signs, all-equal input.
+TEST_F(CudaOps, TopK) {
+    for (int n : {1, 1000, 151936}) {
+        auto x = random_floats(size_t(n), rng, -10, 10);
+        if (n >= 1000) {
+            for (int i = 0; i < 40; ++i) x[size_t(i) * (n / 40) + 3] = 9.99f;
+            x[5] = 0.0f;
+            x[6] = -0.0f;
+        }
+        DeviceVec<float> dx(x);
+        for (int k : {1, 7, 40, 256, 1024}) {
+            if (k > n) continue;
+            EXPECT_EQ(gpu->top_k(dx.ptr, n, k), cpu->top_k(x.data(), n, k)) << "n " << n << " k " << k;
+        }
+    }
+    std::vector<float> same(3000, 1.5f);
+    DeviceVec<float> dsame(same);
+    EXPECT_EQ(gpu->top_k(dsame.ptr, 3000, 100), cpu->top_k(same.data(), 3000, 100));
+    std::vector<float> neg = random_floats(5000, rng, -30, -20);
+    DeviceVec<float> dneg(neg);
+    EXPECT_EQ(gpu->top_k(dneg.ptr, 5000, 300), cpu->top_k(neg.data(), 5000, 300));
+}
+
 // Attention through sessions: a prefill of several steps (history in the
 // cache), then decode steps, each compared with the CPU. GQA ratios 1, 4, 7, 8.
 TEST_F(CudaOps, AttentionPrefillAndDecode) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/rope.h"
@@ -95,16 +96,43 @@ public:
     // Copies count floats from the backend's memory to the host (waits for the work before it).
     virtual void download(const float* src, size_t count, float* dst) = 0;
 
+    // Makes s the session whose stream and buffers the following calls on this
+    // thread use (nullptr: none). Sessions of one model may then run on
+    // different threads at once. The CPU backend needs nothing.
+    virtual void bind(BackendSession* /*s*/) {}
+
     // Index of the largest of n values in the backend's memory (the first on ties):
     // greedy decoding then copies one int to the host instead of the logits.
     virtual int32_t argmax(const float* x, int n) {
         std::vector<float> host(static_cast<size_t>(n));
         download(x, size_t(n), host.data());
-        int32_t best = 0;
-        for (int i = 1; i < n; ++i)
-            if (host[i] > host[best]) best = i;
-        return best;
+        return argmax_host(host.data(), n);
     }
+
+    // The k largest of n values in the backend's memory as (index, value), largest
+    // first, equal values by lower index; 1 <= k <= min(n, kMaxTopK) (the caller checks).
+    static constexpr int kMaxTopK = Session::kMaxTopK;
+    virtual std::vector<std::pair<int32_t, float>> top_k(const float* x, int n, int k) {
+        std::vector<float> host(static_cast<size_t>(n));
+        download(x, size_t(n), host.data());
+        return top_k_host(host.data(), n, k);
+    }
+
+    // The host versions (exact), also used to order a device's candidates.
+    static int32_t argmax_host(const float* x, int n);
+    static std::vector<std::pair<int32_t, float>> top_k_host(const float* x, int n, int k);
+};
+
+// Binds a session to its backend for one call on this thread (Backend::bind).
+class BoundSession {
+public:
+    BoundSession(Backend& b, BackendSession& s) : b_(b) { b_.bind(&s); }
+    ~BoundSession() { b_.bind(nullptr); }
+    BoundSession(const BoundSession&) = delete;
+    BoundSession& operator=(const BoundSession&) = delete;
+
+private:
+    Backend& b_;
 };
 
 // The backend for a device; throws InvalidArgument / Unsupported when it cannot be had.

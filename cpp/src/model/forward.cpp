@@ -61,7 +61,7 @@ void forward_step(const ModelConfig& c, const ModelWeights& w, Backend& b, Backe
         if (replayable) b.end_step(s, n);
     }
     if (!all_rows) {
-        b.download(s.act.logits, size_t(c.n_vocab), dst);
+        if (dst) b.download(s.act.logits, size_t(c.n_vocab), dst);
         return;
     }
     for (int first = 0; first < n; first += s.shape.logit_rows) {

@@ -26,6 +26,12 @@ public:
     std::span<const float> prefill(std::span<const int32_t> ids) override { return run(ids, false); }
     std::span<const float> prefill_all(std::span<const int32_t> ids) override { return run(ids, true); }
     std::span<const float> decode(int32_t id) override { return run({&id, 1}, false); }
+    int32_t prefill_greedy(std::span<const int32_t> ids) override { return greedy(ids); }
+    int32_t decode_greedy(int32_t id) override { return greedy({&id, 1}); }
+    std::vector<std::pair<int32_t, float>> prefill_top_k(std::span<const int32_t> ids, int k) override {
+        return top_k(ids, k);
+    }
+    std::vector<std::pair<int32_t, float>> decode_top_k(int32_t id, int k) override { return top_k({&id, 1}, k); }
     int n_past() const override { return n_past_; }
     int max_context() const override { return state_->shape.max_context; }
     void rewind(int n) override;
@@ -33,6 +39,11 @@ public:
 
 private:
     std::span<const float> run(std::span<const int32_t> ids, bool all_rows);
+    int32_t greedy(std::span<const int32_t> ids);
+    std::vector<std::pair<int32_t, float>> top_k(std::span<const int32_t> ids, int k);
+    // Checks ids, then runs them; the last position's logits end in dst (the
+    // host), or stay on the backend when dst is null and !all_rows.
+    void advance(std::span<const int32_t> ids, bool all_rows, float* dst);
 
     std::shared_ptr<ModelImpl> model_;
     std::unique_ptr<BackendSession> state_;
@@ -129,7 +140,7 @@ void SessionImpl::reset() {
     n_past_ = 0;
 }
 
-std::span<const float> SessionImpl::run(std::span<const int32_t> ids, bool all_rows) {
+void SessionImpl::advance(std::span<const int32_t> ids, bool all_rows, float* dst) {
     model_->check_open();
     const ModelConfig& c = model_->config();
     const int n = static_cast<int>(ids.size());
@@ -142,16 +153,41 @@ std::span<const float> SessionImpl::run(std::span<const int32_t> ids, bool all_r
         throw Error(ErrorKind::InvalidArgument, "context overflow: " + std::to_string(n_past_) + " tokens in the context + " +
                                                     std::to_string(ids.size()) + " new exceed max_context " +
                                                     std::to_string(max_context()) + "; rewind, reset, or use a session with a larger max_context");
-    logits_.resize(size_t(all_rows ? n : 1) * c.n_vocab);
     const int step = state_->shape.max_batch;
     for (int first = 0; first < n; first += step) {
         int count = std::min(step, n - first);
         // Without all_rows only the last chunk's logits survive; earlier ones are overwritten.
-        float* dst = all_rows ? logits_.data() + size_t(first) * c.n_vocab : logits_.data();
-        forward_step(c, model_->weights(), model_->backend(), *state_, ids.data() + first, count, n_past_ + first, all_rows, dst);
+        float* out = all_rows ? dst + size_t(first) * c.n_vocab : dst;
+        forward_step(c, model_->weights(), model_->backend(), *state_, ids.data() + first, count, n_past_ + first, all_rows, out);
     }
     n_past_ += n;
+}
+
+std::span<const float> SessionImpl::run(std::span<const int32_t> ids, bool all_rows) {
+    model_->check_open();
+    BoundSession bound(model_->backend(), *state_);
+    logits_.resize(size_t(all_rows ? std::max<size_t>(ids.size(), 1) : 1) * model_->config().n_vocab);
+    advance(ids, all_rows, logits_.data());
     return logits_;
+}
+
+int32_t SessionImpl::greedy(std::span<const int32_t> ids) {
+    model_->check_open();
+    BoundSession bound(model_->backend(), *state_);
+    advance(ids, false, nullptr);
+    return model_->backend().argmax(state_->act.logits, model_->config().n_vocab);
+}
+
+std::vector<std::pair<int32_t, float>> SessionImpl::top_k(std::span<const int32_t> ids, int k) {
+    model_->check_open();
+    const int limit = std::min(model_->config().n_vocab, kMaxTopK);
+    if (k < 1 || k > limit)
+        throw Error(ErrorKind::InvalidArgument, "top-k needs 1 <= k <= " + std::to_string(limit) + " (min of the vocabulary and " +
+                                                    std::to_string(kMaxTopK) + "), got " + std::to_string(k) +
+                                                    "; for more, use decode() and select on the host");
+    BoundSession bound(model_->backend(), *state_);
+    advance(ids, false, nullptr);
+    return model_->backend().top_k(state_->act.logits, model_->config().n_vocab, k);
 }
 
 }  // namespace
