@@ -354,8 +354,8 @@ public:
                                                         std::to_string(std::min(n, kMaxTopK)) + ", got " + std::to_string(k));
         const PickBuffers& p = picks();
         launch_top_k(x, n, k, p.indices, p.values, stream());
-        std::vector<int32_t> idx_host(size_t(k));
-        std::vector<float> val_host(size_t(k));
+        std::vector<int32_t> idx_host(static_cast<size_t>(k));
+        std::vector<float> val_host(static_cast<size_t>(k));
         int32_t* idx = idx_host.data();
         float* val = val_host.data();
         if (t_bound) {  // pinned staging: indices, then values
@@ -365,7 +365,7 @@ public:
         ORCD_CUDA_CHECK(cudaMemcpyAsync(idx, p.indices, size_t(k) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream()));
         ORCD_CUDA_CHECK(cudaMemcpyAsync(val, p.values, size_t(k) * sizeof(float), cudaMemcpyDeviceToHost, stream()));
         ORCD_CUDA_CHECK(cudaStreamSynchronize(stream()));
-        std::vector<std::pair<int32_t, float>> out(size_t(k));
+        std::vector<std::pair<int32_t, float>> out(static_cast<size_t>(k));
         for (int i = 0; i < k; ++i) out[size_t(i)] = {idx[i], val[i]};
         std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
             return a.second > b.second || (a.second == b.second && a.first < b.first);

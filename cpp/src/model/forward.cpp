@@ -12,13 +12,7 @@ void attention_block(const ModelConfig& c, const LayerWeights& L, int layer, Bac
     const int q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
     const int ld = q_dim + 2 * kv_dim;
     b.rms_norm(a.x, L.attn_norm, c.rms_eps, n, c.n_embd, a.h);
-    if (L.wqkv) {
-        b.matmul(L.wqkv, a.h, n, a.qkv, ld, nullptr, false);
-    } else {
-        b.matmul(L.wq, a.h, n, a.qkv, ld, L.bq ? &L.bq : nullptr, false);
-        b.matmul(L.wk, a.h, n, a.qkv + q_dim, ld, L.bk ? &L.bk : nullptr, false);
-        b.matmul(L.wv, a.h, n, a.qkv + q_dim + kv_dim, ld, L.bv ? &L.bv : nullptr, false);
-    }
+    for (const Projection& p : L.qkv_parts) b.matmul(p.w, a.h, n, a.qkv + p.offset, ld, p.bias ? &p.bias : nullptr, false);
     b.rope(a.qkv, n, ld, a.positions, s.rope);
     b.attention(s, layer, a.qkv, ld, n, a.positions, a.attn);
     b.matmul(L.wo, a.attn, n, a.x, c.n_embd, nullptr, /*accumulate=*/true);
@@ -27,12 +21,8 @@ void attention_block(const ModelConfig& c, const LayerWeights& L, int layer, Bac
 void ffn_block(const ModelConfig& c, const LayerWeights& L, Backend& b, BackendSession& s, int n) {
     Activations& a = s.act;
     b.rms_norm(a.x, L.ffn_norm, c.rms_eps, n, c.n_embd, a.h);
-    if (L.w_gate_up) {
-        b.matmul(L.w_gate_up, a.h, n, a.gate_up, 2 * c.n_ff, nullptr, false);
-    } else {
-        b.matmul(L.w_gate, a.h, n, a.gate_up, 2 * c.n_ff, nullptr, false);
-        b.matmul(L.w_up, a.h, n, a.gate_up + c.n_ff, 2 * c.n_ff, nullptr, false);
-    }
+    for (const Projection& p : L.gate_up_parts)
+        b.matmul(p.w, a.h, n, a.gate_up + p.offset, 2 * c.n_ff, p.bias ? &p.bias : nullptr, false);
     b.swiglu(a.gate_up, n, c.n_ff, a.ffn);
     b.matmul(L.w_down, a.ffn, n, a.x, c.n_embd, nullptr, /*accumulate=*/true);
 }

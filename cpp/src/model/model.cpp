@@ -18,6 +18,39 @@ constexpr int kLogitRows = 32;   // rows of logits per output step when all are 
 
 class ModelImpl;
 
+// b continues a in memory: the same type and row length, b's rows (and bias)
+// starting where a's end. Then [a; b] is one weight.
+bool adjacent(const Projection& a, const Projection& b) {
+    if (a.w.type != b.w.type || a.w.cols != b.w.cols || bool(a.bias) != bool(b.bias)) return false;
+    const auto* end = static_cast<const char*>(a.w.data) + gguf::row_bytes(a.w.type, a.w.cols) * size_t(a.w.rows);
+    if (end != b.w.data || b.offset != a.offset + a.w.rows) return false;
+    if (!a.bias) return true;
+    if (a.bias.type != gguf::TensorType::F32 || b.bias.type != gguf::TensorType::F32) return false;
+    return static_cast<const char*>(a.bias.data) + sizeof(float) * size_t(a.bias.cols) == b.bias.data;
+}
+
+// Merges runs of adjacent blocks (fewer, larger matrix products).
+std::vector<Projection> merge_adjacent(const std::vector<Projection>& parts) {
+    std::vector<Projection> out;
+    for (const Projection& p : parts) {
+        if (!out.empty() && adjacent(out.back(), p)) {
+            out.back().w.rows += p.w.rows;
+            if (p.bias) out.back().bias.cols += p.bias.cols;
+        } else {
+            out.push_back(p);
+        }
+    }
+    return out;
+}
+
+void plan_projections(const ModelConfig& c, LayerWeights& L) {
+    const int64_t q_dim = int64_t(c.n_heads) * c.head_dim, kv_dim = int64_t(c.n_kv_heads) * c.head_dim;
+    L.qkv_parts = L.wqkv ? std::vector<Projection>{{L.wqkv, {}, 0}}
+                         : merge_adjacent({{L.wq, L.bq, 0}, {L.wk, L.bk, q_dim}, {L.wv, L.bv, q_dim + kv_dim}});
+    L.gate_up_parts = L.w_gate_up ? std::vector<Projection>{{L.w_gate_up, {}, 0}}
+                                  : merge_adjacent({{L.w_gate, {}, 0}, {L.w_up, {}, c.n_ff}});
+}
+
 class SessionImpl final : public Session {
 public:
     SessionImpl(std::shared_ptr<ModelImpl> model, std::unique_ptr<BackendSession> state);
@@ -69,6 +102,7 @@ public:
         std::vector<Weight> placed = backend_->load_weights(*file_, tensors);
         for (size_t i = 0; i < slots.size(); ++i) *slots[i].slot = placed[i];
         if (config_.tied_output) weights_.output = weights_.tok_embd;
+        for (LayerWeights& L : weights_.layers) plan_projections(config_, L);
         if (!weights_.rope_freq_factors_long) {
             std::vector<float> factors = llama3_rope_factors(config_, *file_);
             if (!factors.empty()) weights_.rope_freq_factors_long = backend_->upload_floats(factors);
