@@ -9,6 +9,7 @@
 #include <thread>
 #include <tuple>
 
+#include "cpu/dot_kernels.h"
 #include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
 #include "quant/dequantize.h"
@@ -133,6 +134,20 @@ TEST(CpuMatmul, DequantizeRowMatchesQuantDequantize) {
         cpu::dequantize_row(type, bytes.data(), a.data(), 512);
         quant::dequantize(type, bytes.data(), b.data(), 512);
         EXPECT_EQ(0, std::memcmp(a.data(), b.data(), 512 * sizeof(float))) << gguf::traits(type).name;
+    }
+}
+
+TEST(CpuMatmul, Avx2RowDequantisationIsExact) {
+    if (!cpu::cpu_has_avx2()) GTEST_SKIP() << "this CPU lacks AVX2/FMA/F16C";
+    std::mt19937 rng(6);
+    for (TensorType type : kAllTypes) {
+        const cpu::kernels::RowDequantize fast = cpu::kernels::avx2_row_dequantize(type);
+        if (!fast) continue;
+        const auto bytes = orcd::testing::random_weights(type, 1, 1024, rng);
+        std::vector<float> a(1024), b(1024);
+        fast(bytes.data(), a.data(), 1024);
+        quant::dequantize(type, bytes.data(), b.data(), 1024);
+        EXPECT_EQ(0, std::memcmp(a.data(), b.data(), 1024 * sizeof(float))) << gguf::traits(type).name;
     }
 }
 

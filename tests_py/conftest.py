@@ -13,3 +13,11 @@ def default_model_path():
     import orcd.models
 
     return str(orcd.models.pull())
+
+
+@pytest.fixture(scope="session")
+def cpu_llm(default_model_path):
+    """One orcd.LLM on the CPU for the generation tests (loading it once keeps the suite quick)."""
+    import orcd
+
+    return orcd.LLM(default_model_path, device="cpu", max_context=512)

@@ -19,6 +19,9 @@ from . import models  # noqa: E402
 from .model import HyperParams, Model, Session  # noqa: E402
 from .tokenizer import StreamDecoder, Tokenizer, TokenType  # noqa: E402
 from .chat_template import CHATML_TEMPLATE, ChatTemplate  # noqa: E402
+from .config import ModelConfig, RuntimeConfig, SamplingParams  # noqa: E402
+from .sampling import Sampler, TokenLogprob  # noqa: E402
+from .llm import LLM, Completion, CompletionStream, Timings, Usage  # noqa: E402
 
 
 def build_info() -> dict:
@@ -33,6 +36,8 @@ def cuda_devices() -> list:
 
 __all__ = [
     "CHATML_TEMPLATE", "ChatTemplate", "ChatTemplateError", "StreamDecoder", "Tokenizer", "TokenType",
+    "LLM", "Completion", "CompletionStream", "Timings", "Usage", "ModelConfig", "RuntimeConfig", "SamplingParams",
+    "Sampler", "TokenLogprob",
     "ClosedError", "ConfigError", "GGUFFile", "HyperParams", "Model", "Session", "models", "InvalidArgumentError", "InvalidFileError", "OrcdError",
     "OutOfMemoryError", "UnsupportedError", "build_info", "cuda_devices", "__version__",
 ]

@@ -15,9 +15,13 @@ using RowDot = float (*)(const uint8_t* row, const float* x, int64_t cols);
 using TileDot = void (*)(const float* w, int64_t n_rows, const float* x, int64_t n, int64_t cols, float* out,
                          int64_t out_stride);
 
+// Exact dequantisation of one row (as quant::dequantize) into out.
+using RowDequantize = void (*)(const uint8_t* row, float* out, int64_t cols);
+
 // nullptr when the type has no kernel in that instruction set.
 RowDot scalar_row_dot(gguf::TensorType type);
 RowDot avx2_row_dot(gguf::TensorType type);
+RowDequantize avx2_row_dequantize(gguf::TensorType type);
 
 void scalar_tile_dot(const float* w, int64_t n_rows, const float* x, int64_t n, int64_t cols, float* out,
                      int64_t out_stride);

@@ -12,12 +12,9 @@
 namespace orcd::cpu {
 namespace {
 
-// Below this many activation rows, the fused row kernels re-read each (small,
-// cached) weight row per activation; from it on, a tile of rows is
-// dequantised once and shared by all activations.
-constexpr int64_t kTiledFromRows = 4;
-// Floats of dequantised weights per tile: about half of a typical L2 cache.
-constexpr int64_t kTileFloats = 32 * 1024;
+// Floats of dequantised weights per tile (256 KiB): fits the L2 of current
+// x86 cores (512 KiB to 2 MiB) next to the activations being multiplied.
+constexpr int64_t kTileFloats = 64 * 1024;
 
 std::string type_name(gguf::TensorType type) {
     const gguf::TypeTraits* t = gguf::type_traits(static_cast<uint32_t>(type));
@@ -73,14 +70,11 @@ void matmul(gguf::TensorType type, const uint8_t* weight, int64_t rows, int64_t 
 
     kernels::RowDot row_dot = isa == Isa::Avx2 ? kernels::avx2_row_dot(type) : nullptr;
     if (!row_dot) row_dot = kernels::scalar_row_dot(type);
-
-    if (n < kTiledFromRows) {
-        // Decode: every weight byte is read once; threads split the rows.
+    if (n == 1) {
+        // Decode: fused dequantise-and-dot kernels read every weight byte once;
+        // threads split the rows.
         pool.parallel_for(rows, [&](int64_t begin, int64_t end) {
-            for (int64_t r = begin; r < end; ++r) {
-                const uint8_t* row = weight + r * row_bytes;
-                for (int64_t i = 0; i < n; ++i) out[i * rows + r] = row_dot(row, x + i * cols, cols);
-            }
+            for (int64_t r = begin; r < end; ++r) out[r] = row_dot(weight + r * row_bytes, x, cols);
         });
         return;
     }
@@ -88,6 +82,7 @@ void matmul(gguf::TensorType type, const uint8_t* weight, int64_t rows, int64_t 
     // Prefill: dequantise a tile of rows once (exactly), then multiply it with
     // all n activation rows while it sits in cache. F32 rows need no copy.
     const kernels::TileDot tile_dot = isa == Isa::Avx2 ? kernels::avx2_tile_dot : kernels::scalar_tile_dot;
+    const kernels::RowDequantize fast_dequantize = isa == Isa::Avx2 ? kernels::avx2_row_dequantize(type) : nullptr;
     const int64_t tile_rows = std::clamp<int64_t>(kTileFloats / std::max<int64_t>(cols, 1) / 4 * 4, 4, 64);
     const int64_t n_tiles = (rows + tile_rows - 1) / tile_rows;
     pool.parallel_for(n_tiles, [&](int64_t tile_begin, int64_t tile_end) {
@@ -99,8 +94,11 @@ void matmul(gguf::TensorType type, const uint8_t* weight, int64_t rows, int64_t 
                 w = reinterpret_cast<const float*>(weight + r0 * row_bytes);
             } else {
                 if (tile.size() < size_t(n_rows * cols)) tile.resize(size_t(n_rows * cols));
-                for (int64_t r = 0; r < n_rows; ++r)
-                    quant::dequantize(type, weight + (r0 + r) * row_bytes, tile.data() + r * cols, cols);
+                for (int64_t r = 0; r < n_rows; ++r) {
+                    const uint8_t* src = weight + (r0 + r) * row_bytes;
+                    if (fast_dequantize) fast_dequantize(src, tile.data() + r * cols, cols);
+                    else quant::dequantize(type, src, tile.data() + r * cols, cols);
+                }
                 w = tile.data();
             }
             tile_dot(w, n_rows, x, n, cols, out + r0, rows);

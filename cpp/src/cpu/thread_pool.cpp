@@ -51,11 +51,13 @@ void ThreadPool::worker_loop() {
             if (stopping_) return;
             seen = generation_;
             job = job_;
+            if (!job) continue;  // woke after the caller finished the job alone
+            ++active_workers_;
         }
         run_chunks(*job);
         {
             std::lock_guard lock(state_mutex_);
-            if (--busy_workers_ == 0) work_done_.notify_one();
+            if (--active_workers_ == 0) work_done_.notify_one();
         }
     }
 }
@@ -77,14 +79,15 @@ void ThreadPool::parallel_for(int64_t n_items, const std::function<void(int64_t,
         std::lock_guard lock(state_mutex_);
         job_ = &job;
         ++generation_;
-        busy_workers_ = int(workers_.size());
     }
     work_ready_.notify_all();
     run_chunks(job);
     {
+        // Workers that have not joined by now find nothing to do: the caller
+        // waits only for those inside the job, never for a worker still asleep.
         std::unique_lock lock(state_mutex_);
-        work_done_.wait(lock, [&] { return busy_workers_ == 0; });
         job_ = nullptr;
+        work_done_.wait(lock, [&] { return active_workers_ == 0; });
     }
     if (job.error) std::rethrow_exception(job.error);
 }

@@ -46,9 +46,9 @@ private:
     std::mutex state_mutex_;  // guards the fields below
     std::condition_variable work_ready_;
     std::condition_variable work_done_;
-    Job* job_ = nullptr;
-    uint64_t generation_ = 0;
-    int busy_workers_ = 0;
+    Job* job_ = nullptr;        // the running job; cleared once the caller has no more to claim
+    uint64_t generation_ = 0;   // bumped per job, to wake the workers
+    int active_workers_ = 0;    // workers inside the current job
     bool stopping_ = false;
 };
 

@@ -163,19 +163,17 @@ RopeParams rope_params(const ModelConfig& c, const gguf::File& f, const ModelWei
         type && type->type == gguf::ValueType::STRING && type->as_string() == "linear")
         r.freq_scale = 1.0f / float_param(f, a + "rope.scaling.factor", 1.0f);
 
-    // Phi-3 keeps separate factors for short and long contexts; the long ones
-    // (and their attention factor) apply when the session's context exceeds the
-    // original training context.
+    // Phi-3 keeps separate factors for short and long contexts: the long ones
+    // apply when the session's context exceeds the original training context.
+    // Its attention factor scales cos and sin in both cases.
     if (w.rope_freq_factors_short) {
         int original = int_param(f, a + "rope.scaling.original_context_length", 1, 1 << 24, &c.context_length);
         bool long_context = max_context > original;
         r.freq_factors = static_cast<const float*>((long_context ? w.rope_freq_factors_long : w.rope_freq_factors_short).data);
-        if (long_context) {
-            float fallback = 1.0f;
-            if (c.context_length > original)
-                fallback = std::sqrt(1.0f + std::log(float(c.context_length) / original) / std::log(float(original)));
-            r.attn_factor = float_param(f, a + "rope.scaling.attn_factor", fallback);
-        }
+        float fallback = 1.0f;
+        if (c.context_length > original)
+            fallback = std::sqrt(1.0f + std::log(float(c.context_length) / original) / std::log(float(original)));
+        r.attn_factor = float_param(f, a + "rope.scaling.attn_factor", fallback);
     } else if (w.rope_freq_factors_long) {
         r.freq_factors = static_cast<const float*>(w.rope_freq_factors_long.data);
     }

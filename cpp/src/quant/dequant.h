@@ -84,16 +84,48 @@ ORCD_HD inline float dequantize_element(const block_iq4_nl& b, int i) {
     return mul_rn(fp16_to_float(b.d), float(iq4_level(nibble32(b.qs, i))));
 }
 
-template <typename Block>
-ORCD_HD inline void dequantize_block32(const Block& b, float* out) {
-    for (int i = 0; i < kBlock32; ++i) out[i] = dequantize_element(b, i);
+// Whole blocks: the scale is converted once and each byte yields elements j and j+16.
+ORCD_HD inline void dequantize_block(const block_q4_0& b, float* out) {
+    const float d = fp16_to_float(b.d);
+    for (int j = 0; j < 16; ++j) {
+        out[j] = mul_rn(d, float((b.qs[j] & 0x0f) - 8));
+        out[j + 16] = mul_rn(d, float((b.qs[j] >> 4) - 8));
+    }
 }
-ORCD_HD inline void dequantize_block(const block_q4_0& b, float* out) { dequantize_block32(b, out); }
-ORCD_HD inline void dequantize_block(const block_q4_1& b, float* out) { dequantize_block32(b, out); }
-ORCD_HD inline void dequantize_block(const block_q5_0& b, float* out) { dequantize_block32(b, out); }
-ORCD_HD inline void dequantize_block(const block_q5_1& b, float* out) { dequantize_block32(b, out); }
-ORCD_HD inline void dequantize_block(const block_q8_0& b, float* out) { dequantize_block32(b, out); }
-ORCD_HD inline void dequantize_block(const block_iq4_nl& b, float* out) { dequantize_block32(b, out); }
+ORCD_HD inline void dequantize_block(const block_q4_1& b, float* out) {
+    const float d = fp16_to_float(b.d), m = fp16_to_float(b.m);
+    for (int j = 0; j < 16; ++j) {
+        out[j] = add_rn(mul_rn(d, float(b.qs[j] & 0x0f)), m);
+        out[j + 16] = add_rn(mul_rn(d, float(b.qs[j] >> 4)), m);
+    }
+}
+ORCD_HD inline void dequantize_block(const block_q5_0& b, float* out) {
+    const float d = fp16_to_float(b.d);
+    const uint32_t qh = load_u32_le(b.qh);
+    for (int j = 0; j < 16; ++j) {
+        out[j] = mul_rn(d, float(int((b.qs[j] & 0x0f) | ((qh >> j) & 1u) << 4) - 16));
+        out[j + 16] = mul_rn(d, float(int((b.qs[j] >> 4) | ((qh >> (j + 16)) & 1u) << 4) - 16));
+    }
+}
+ORCD_HD inline void dequantize_block(const block_q5_1& b, float* out) {
+    const float d = fp16_to_float(b.d), m = fp16_to_float(b.m);
+    const uint32_t qh = load_u32_le(b.qh);
+    for (int j = 0; j < 16; ++j) {
+        out[j] = add_rn(mul_rn(d, float((b.qs[j] & 0x0f) | ((qh >> j) & 1u) << 4)), m);
+        out[j + 16] = add_rn(mul_rn(d, float((b.qs[j] >> 4) | ((qh >> (j + 16)) & 1u) << 4)), m);
+    }
+}
+ORCD_HD inline void dequantize_block(const block_q8_0& b, float* out) {
+    const float d = fp16_to_float(b.d);
+    for (int j = 0; j < kBlock32; ++j) out[j] = mul_rn(float(b.qs[j]), d);
+}
+ORCD_HD inline void dequantize_block(const block_iq4_nl& b, float* out) {
+    const float d = fp16_to_float(b.d);
+    for (int j = 0; j < 16; ++j) {
+        out[j] = mul_rn(d, float(iq4_level(b.qs[j] & 0x0f)));
+        out[j + 16] = mul_rn(d, float(iq4_level(b.qs[j] >> 4)));
+    }
+}
 
 // ---- 256-element super-blocks ------------------------------------------------
 
@@ -152,11 +184,18 @@ ORCD_HD inline float dequantize_element(const block_q4_k& b, int i) {
 }
 ORCD_HD inline void dequantize_block(const block_q4_k& b, float* out) {
     const float d = fp16_to_float(b.d), dmin = fp16_to_float(b.dmin);
-    for (int sub = 0; sub < 8; ++sub) {
-        int scale, min;
-        k_scale_min(b.scales, sub, scale, min);
-        const float dl = mul_rn(d, float(scale)), ml = mul_rn(dmin, float(min));
-        for (int i = 32 * sub; i < 32 * sub + 32; ++i) out[i] = sub_rn(mul_rn(dl, float(k_nibble(b.qs, i))), ml);
+    for (int pair = 0; pair < 4; ++pair) {  // sub-blocks 2*pair (low nibbles) and 2*pair+1 (high)
+        int scale_low, min_low, scale_high, min_high;
+        k_scale_min(b.scales, 2 * pair, scale_low, min_low);
+        k_scale_min(b.scales, 2 * pair + 1, scale_high, min_high);
+        const float dl_low = mul_rn(d, float(scale_low)), ml_low = mul_rn(dmin, float(min_low));
+        const float dl_high = mul_rn(d, float(scale_high)), ml_high = mul_rn(dmin, float(min_high));
+        const uint8_t* qs = b.qs + 32 * pair;
+        float* o = out + 64 * pair;
+        for (int j = 0; j < 32; ++j) {
+            o[j] = sub_rn(mul_rn(dl_low, float(qs[j] & 0x0f)), ml_low);
+            o[j + 32] = sub_rn(mul_rn(dl_high, float(qs[j] >> 4)), ml_high);
+        }
     }
 }
 
@@ -172,11 +211,20 @@ ORCD_HD inline float dequantize_element(const block_q5_k& b, int i) {
 }
 ORCD_HD inline void dequantize_block(const block_q5_k& b, float* out) {
     const float d = fp16_to_float(b.d), dmin = fp16_to_float(b.dmin);
-    for (int sub = 0; sub < 8; ++sub) {
-        int scale, min;
-        k_scale_min(b.scales, sub, scale, min);
-        const float dl = mul_rn(d, float(scale)), ml = mul_rn(dmin, float(min));
-        for (int i = 32 * sub; i < 32 * sub + 32; ++i) out[i] = sub_rn(mul_rn(dl, float(q5_k_value(b, i))), ml);
+    for (int pair = 0; pair < 4; ++pair) {
+        int scale_low, min_low, scale_high, min_high;
+        k_scale_min(b.scales, 2 * pair, scale_low, min_low);
+        k_scale_min(b.scales, 2 * pair + 1, scale_high, min_high);
+        const float dl_low = mul_rn(d, float(scale_low)), ml_low = mul_rn(dmin, float(min_low));
+        const float dl_high = mul_rn(d, float(scale_high)), ml_high = mul_rn(dmin, float(min_high));
+        const uint8_t* qs = b.qs + 32 * pair;
+        float* o = out + 64 * pair;
+        for (int j = 0; j < 32; ++j) {
+            const int q_low = (qs[j] & 0x0f) | ((b.qh[j] >> (2 * pair)) & 1) << 4;
+            const int q_high = (qs[j] >> 4) | ((b.qh[j] >> (2 * pair + 1)) & 1) << 4;
+            o[j] = sub_rn(mul_rn(dl_low, float(q_low)), ml_low);
+            o[j + 32] = sub_rn(mul_rn(dl_high, float(q_high)), ml_high);
+        }
     }
 }
 
@@ -194,9 +242,21 @@ ORCD_HD inline float dequantize_element(const block_q6_k& b, int i) {
 }
 ORCD_HD inline void dequantize_block(const block_q6_k& b, float* out) {
     const float d = fp16_to_float(b.d);
-    for (int sub = 0; sub < 16; ++sub) {
-        const float dl = mul_rn(d, float(b.scales[sub]));
-        for (int i = 16 * sub; i < 16 * sub + 16; ++i) out[i] = mul_rn(dl, float(q6_k_value(b, i)));
+    float dl[16];
+    for (int sub = 0; sub < 16; ++sub) dl[sub] = mul_rn(d, float(b.scales[sub]));
+    // Byte j of a half's qh holds bits 4-5 of elements j, j+32, j+64, j+96.
+    for (int half = 0; half < 2; ++half) {
+        const uint8_t* ql = b.ql + 64 * half;
+        const uint8_t* qh = b.qh + 32 * half;
+        const float* s = dl + 8 * half;
+        float* o = out + 128 * half;
+        for (int j = 0; j < 32; ++j) {
+            const int sub = j / 16;
+            o[j] = mul_rn(s[sub], float(((ql[j] & 0x0f) | (qh[j] & 3) << 4) - 32));
+            o[j + 32] = mul_rn(s[sub + 2], float(((ql[j + 32] & 0x0f) | ((qh[j] >> 2) & 3) << 4) - 32));
+            o[j + 64] = mul_rn(s[sub + 4], float(((ql[j] >> 4) | ((qh[j] >> 4) & 3) << 4) - 32));
+            o[j + 96] = mul_rn(s[sub + 6], float(((ql[j + 32] >> 4) | ((qh[j] >> 6) & 3) << 4) - 32));
+        }
     }
 }
 
