@@ -85,20 +85,17 @@ for _ in range(10):
 ts.sort(); print(f'device-to-device copy: {2 * (1 << 30) / (ts[5] * 1e-3) / 1e9:.0f} GB/s (read + write, median of 10)')
 "
   python3 "$SRC/bench/bench_cuda.py" "$SYNTH_MODEL" 2>&1 | tee "$OUT/bench.log"
-  python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 512,2048 -n 128 -d 0,8192 -r 5 2>&1 | tee -a "$OUT/bench.log"
+  python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 512,2048 -n 128 -r 5 2>&1 | tee -a "$OUT/bench.log"
+  python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -d 8192 -r 5 2>&1 | tail -1 | tee -a "$OUT/bench.log"
 fi
 
 if has profile; then
-  say "profile: one decode step, per kernel"
-  cat > /tmp/decode_some.py <<PY
-import numpy as np, orcd
-m = orcd.Model("$SYNTH_MODEL", device="cuda"); s = m.session(max_context=1024)
-s.prefill(np.arange(100, 164, dtype=np.int32))
-for t in range(4): s.decode(100 + t)
-PY
-  timeout 300 ncu --clock-control none --graph-profiling node -k regex:'matvec|attention|rms|swiglu|rope|kv_store|embed' \
-    --launch-skip 490 --launch-count 340 --csv \
-    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
-    python3 /tmp/decode_some.py > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
-  python3 "$SRC/bench/ncu_summary.py" "$OUT/ncu.csv"
+  say "profile: greedy decode steps, per kernel (nsys, graph nodes traced)"
+  for ctx in 64 8192; do
+    nsys profile -t cuda --cuda-graph-trace=node -o /tmp/decode_$ctx -f true \
+      python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 200 $ctx > "$OUT/nsys_$ctx.log" 2>&1
+    grep "us/step" "$OUT/nsys_$ctx.log"
+    nsys stats -q -r cuda_gpu_kern_sum -f csv -o /tmp/kern_$ctx /tmp/decode_$ctx.nsys-rep > /dev/null 2>&1
+    python3 "$SRC/bench/kernel_table.py" /tmp/kern_${ctx}_cuda_gpu_kern_sum.csv 204 | head -30
+  done
 fi

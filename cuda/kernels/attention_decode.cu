@@ -32,8 +32,8 @@ constexpr int kMaxGroup = 8;  // query heads per KV head
 constexpr int kMaxHeadDim = 256;
 constexpr int kMaxPairs = kMaxGroup * kMaxHeadDim / kThreads;  // (head, dim) accumulators per thread
 constexpr int kTargetBlocks = 264;                            // two waves' worth on a 132-SM part
-constexpr int kMinKeys = 64;                                  // keys per split at the least
-constexpr int kMaxSplits = 1024;
+constexpr int kMinKeys = kKeyTile;                            // keys per split at the least: one full tile
+constexpr int kMaxSplits = kTargetBlocks;                     // with one KV head
 
 // Splits that hold keys for a KV length (the same in every block).
 __device__ __forceinline__ int used_splits(int kv_len, int splits) {
@@ -41,36 +41,40 @@ __device__ __forceinline__ int used_splits(int kv_len, int splits) {
 }
 
 // out[h, d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s for the group's
-// query heads, by one block. The split weights are computed once, in parallel.
-// Partials written by other blocks are read through L2 (__ldcg), never a stale L1.
+// query heads, by one block: first one warp per head computes the split weights
+// e^(m_s - M) and the denominator (lanes over splits), then the threads take
+// (head, dim) pairs, so all heads merge at once. Partials written by other
+// blocks are read through L2 (__ldcg), never a stale L1.
 __device__ void merge_splits(const float* partials, int first_head, int group, int splits, int used, int head_dim,
                              float* out) {
-    __shared__ float weight[kMaxSplits];
-    __shared__ float total;
-    for (int g = 0; g < group; ++g) {
-        const int h = first_head + g;
-        const float* recs = partials + size_t(h) * splits * (head_dim + 2);
+    __shared__ float weight[kMaxGroup * kMaxSplits];
+    __shared__ float total[kMaxGroup];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int g = warp; g < group; g += kThreads / 32) {
+        const float* recs = partials + size_t(first_head + g) * splits * (head_dim + 2);
         float m = -FLT_MAX;
-        for (int s = threadIdx.x; s < used; s += blockDim.x) m = fmaxf(m, __ldcg(recs + size_t(s) * (head_dim + 2)));
-        m = block_max(m);
+        for (int s = lane; s < used; s += 32) m = fmaxf(m, __ldcg(recs + size_t(s) * (head_dim + 2)));
+        m = warp_max(m);
         float denom = 0.0f;
-        for (int s = threadIdx.x; s < used; s += blockDim.x) {
+        for (int s = lane; s < used; s += 32) {
             const float* r = recs + size_t(s) * (head_dim + 2);
             const float l = __ldcg(r + 1);
             const float w = l > 0.0f ? __expf(__ldcg(r) - m) : 0.0f;
-            weight[s] = w;
+            weight[g * kMaxSplits + s] = w;
             denom += w * l;
         }
-        denom = block_sum(denom);
-        if (threadIdx.x == 0) total = denom;
-        __syncthreads();
-        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-            float num = 0.0f;
-            for (int s = 0; s < used; ++s)
-                if (weight[s] > 0.0f) num += weight[s] * __ldcg(recs + size_t(s) * (head_dim + 2) + 2 + d);
-            out[size_t(h) * head_dim + d] = num / total;
-        }
-        __syncthreads();  // weight and total are rewritten for the next head
+        denom = warp_sum(denom);
+        if (lane == 0) total[g] = denom;
+    }
+    __syncthreads();
+    for (int pair = threadIdx.x; pair < group * head_dim; pair += kThreads) {
+        const int g = pair / head_dim, d = pair % head_dim;
+        const float* acc = partials + size_t(first_head + g) * splits * (head_dim + 2) + 2 + d;
+        const float* w = weight + g * kMaxSplits;
+        float num = 0.0f;
+#pragma unroll 8
+        for (int s = 0; s < used; ++s) num += w[s] * __ldcg(acc + size_t(s) * (head_dim + 2));
+        out[size_t(first_head + g) * head_dim + d] = num / total[g];
     }
 }
 
@@ -203,7 +207,7 @@ size_t decode_smem_bytes(int group, int head_dim) {
 }  // namespace
 
 int attention_decode_splits(const AttentionShape& shape) {
-    return std::min(kMaxSplits, std::max(1, kTargetBlocks / shape.n_kv_heads));
+    return std::max(1, kTargetBlocks / shape.n_kv_heads);
 }
 
 void launch_attention_decode(const float* qkv, const int32_t* positions, const __half* k_cache,
