@@ -86,16 +86,17 @@ ts.sort(); print(f'device-to-device copy: {2 * (1 << 30) / (ts[5] * 1e-3) / 1e9:
 "
   python3 "$SRC/bench/bench_cuda.py" "$SYNTH_MODEL" 2>&1 | tee "$OUT/bench.log"
   python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 512,2048 -n 128 -r 5 2>&1 | tee -a "$OUT/bench.log"
-  python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -d 8192 -r 5 2>&1 | tail -1 | tee -a "$OUT/bench.log"
+  python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -d 8192 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
 fi
 
 if has profile; then
-  say "profile: greedy decode steps, per kernel (nsys, graph nodes traced)"
+  say "profile: greedy decode steps, per kernel (ncu, no cache flush; times of one step)"
+  python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 200 64 | tee "$OUT/profile.log"
+  python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 200 8192 | tee -a "$OUT/profile.log"
   for ctx in 64 8192; do
-    nsys profile -t cuda --cuda-graph-trace=node -o /tmp/decode_$ctx -f true \
-      python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 200 $ctx > "$OUT/nsys_$ctx.log" 2>&1
-    grep "us/step" "$OUT/nsys_$ctx.log"
-    nsys stats -q -r cuda_gpu_kern_sum -f csv -o /tmp/kern_$ctx /tmp/decode_$ctx.nsys-rep > /dev/null 2>&1
-    python3 "$SRC/bench/kernel_table.py" /tmp/kern_${ctx}_cuda_gpu_kern_sum.csv 204 | head -30
+    timeout 200 ncu --profile-from-start off --graph-profiling node --cache-control none --clock-control none --csv \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 1 $ctx > "$OUT/ncu_$ctx.csv" 2> "$OUT/ncu_$ctx.err"
+    echo "-- context $ctx"; python3 "$SRC/bench/ncu_summary.py" "$OUT/ncu_$ctx.csv" | head -24
   done
 fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Greedy decode steps to be traced (nsys, CUDA graph nodes traced): prefill 64
-tokens, then STEPS decode_greedy calls at positions 64.. (or after CONTEXT).
+"""Greedy decode steps to be profiled: prefill CONTEXT tokens (default 64), then
+STEPS decode_greedy calls; the profiler range (cuProfilerStart/Stop, for
+`ncu --profile-from-start off`) covers only those steps.
 usage: profile_decode.py MODEL.gguf [STEPS] [CONTEXT]"""
+import ctypes
 import sys
 import time
 
@@ -17,7 +19,11 @@ s = m.session(max_context=context + steps + 16)
 tok = s.prefill_greedy(np.random.default_rng(0).integers(0, m.config.n_vocab, context).astype(np.int32))
 for _ in range(4):
     tok = s.decode_greedy(tok)
+cuda = ctypes.CDLL("libcuda.so.1")
+cuda.cuProfilerStart()
 t0 = time.perf_counter()
 for _ in range(steps):
     tok = s.decode_greedy(tok)
-print(f"{steps} steps after {context}: {(time.perf_counter() - t0) / steps * 1e6:.1f} us/step (wall)")
+t1 = time.perf_counter()
+cuda.cuProfilerStop()
+print(f"{steps} steps after {context}: {(t1 - t0) / steps * 1e6:.1f} us/step (wall)")
