@@ -302,6 +302,29 @@ public:
             launch_gemm(w, x, n, out, ldo, b, accumulate, stream());
     }
 
+    // One token: the norm is computed inside each product (launch_matvec1, Norm).
+    void normed_matmuls(const float* x, const Weight& norm, float eps, int n, int dim, float* h,
+                        const std::vector<Projection>& parts, float* out, int ldo) override {
+        if (n != 1 || norm.type != gguf::TensorType::F32) {
+            Backend::normed_matmuls(x, norm, eps, n, dim, h, parts, out, ldo);
+            return;
+        }
+        const MatvecIn in{x, static_cast<const float*>(norm.data), eps};
+        for (const Projection& p : parts)
+            launch_matvec1(p.w, MatvecInput::Norm, in, out + p.offset, ldo,
+                           p.bias ? static_cast<const float*>(p.bias.data) : nullptr, false, stream());
+    }
+
+    void swiglu_matmul(const float* gate_up, int n, int n_ff, float* ffn, const Weight& w, float* out, int ldo,
+                       bool accumulate) override {
+        if (n != 1 || w.cols != n_ff) {
+            Backend::swiglu_matmul(gate_up, n, n_ff, ffn, w, out, ldo, accumulate);
+            return;
+        }
+        launch_matvec1(w, MatvecInput::Swiglu, MatvecIn{gate_up, nullptr, 0.0f}, out, ldo, nullptr, accumulate,
+                       stream());
+    }
+
     void rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p) override {
         launch_rope(qkv, n, ld, positions, p, stream());
     }
@@ -317,6 +340,20 @@ public:
                                     s.attn_counters, out, stream());
         else
             launch_attention_prefill(qkv, ld, n, positions, s.k_cache[layer], s.v_cache[layer], a, out, stream());
+    }
+
+    // One token: the rotation and the cache store in one kernel, then the decode attention.
+    void rope_attention(BackendSession& base, int layer, float* qkv, int ld, int n, const int32_t* positions,
+                        float* out) override {
+        auto& s = static_cast<CudaSession&>(base);
+        if (n != 1) {
+            Backend::rope_attention(base, layer, qkv, ld, n, positions, out);
+            return;
+        }
+        const AttentionShape& a = s.attn_shape;
+        launch_rope_store(qkv, n, ld, positions, s.rope, a.max_context, s.k_cache[layer], s.v_cache[layer], stream());
+        launch_attention_decode(qkv, positions, s.k_cache[layer], s.v_cache[layer], a, s.attn_partials,
+                                s.attn_counters, out, stream());
     }
 
     void swiglu(const float* gate_up, int n, int n_ff, float* out) override {

@@ -3,9 +3,10 @@
 //
 // Block (kv head, split) handles the split's keys for all query heads of the
 // group, so each K/V row is read once per group. Keys come in tiles of
-// kKeyTile: one thread per key computes the group's scores, one warp per head
-// updates the online softmax, then each thread accumulates (head, dim) pairs
-// of p.V. A split's unnormalised result (max, sum, acc[D]) goes to `partials`;
+// kKeyTile, copied into shared memory by the whole block with 16-byte loads
+// (all in flight at once); one thread per key computes the group's scores, one
+// warp per head updates the online softmax, then each thread accumulates
+// (head, dim) pairs of p.V. A split's unnormalised result (max, sum, acc[D]) goes to `partials`;
 // the last block of a KV head to finish (a counter per head) merges its splits.
 // The KV length is read from positions[0] on the device, so the launch never
 // depends on the position, and only as many splits as the length needs (at
@@ -14,6 +15,9 @@
 // v3: the merge moved from a second kernel into the last block (one launch per
 // layer less), and the split count follows the KV length (v2 spread even a
 // 20-token context over 132 splits of one key each).
+// v4: K and V tiles go through shared memory. v3 read V straight from global
+// memory in a per-thread loop over the tile's keys (one dependent load after
+// another: 25 us per layer once a split held 64+ keys).
 #include <algorithm>
 #include <cfloat>
 
@@ -32,7 +36,8 @@ constexpr int kMaxGroup = 8;  // query heads per KV head
 constexpr int kMaxHeadDim = 256;
 constexpr int kMaxPairs = kMaxGroup * kMaxHeadDim / kThreads;  // (head, dim) accumulators per thread
 constexpr int kTargetBlocks = 264;                            // two waves' worth on a 132-SM part
-constexpr int kMinKeys = kKeyTile;                            // keys per split at the least: one full tile
+constexpr int kMinKeys = 32;                                  // keys per split at the least
+constexpr int kPad = 8;                                       // halves after each K/V row: no bank conflicts
 constexpr int kMaxSplits = kTargetBlocks;                     // with one KV head
 
 // Splits that hold keys for a KV length (the same in every block).
@@ -88,6 +93,9 @@ __global__ void __launch_bounds__(kThreads)
     float* m_run = ps + group * kKeyTile; // [group] running max
     float* l_run = m_run + kMaxGroup;     // [group] running sum
     float* alpha = l_run + kMaxGroup;     // [group] rescale factor of the current tile
+    const int ldkv = head_dim + kPad;
+    __half* ks = reinterpret_cast<__half*>(alpha + kMaxGroup);  // [kKeyTile][ldkv]
+    __half* vs = ks + kKeyTile * ldkv;                           // [kKeyTile][ldkv]
     __shared__ bool last_block;
     pdl_enter();
     const int kvh = blockIdx.x, split = blockIdx.y;
@@ -111,8 +119,16 @@ __global__ void __launch_bounds__(kThreads)
 
     for (int j0 = begin; j0 < end; j0 += kKeyTile) {
         const int tile = min(kKeyTile, end - j0);
+        const int chunks = head_dim / 8;  // 16-byte pieces per row
+        for (int e = threadIdx.x; e < tile * chunks; e += kThreads) {
+            const int j = e / chunks, c = e % chunks;
+            const size_t src = size_t(j0 + j) * head_dim + 8 * c;
+            *reinterpret_cast<uint4*>(ks + j * ldkv + 8 * c) = *reinterpret_cast<const uint4*>(kbase + src);
+            *reinterpret_cast<uint4*>(vs + j * ldkv + 8 * c) = *reinterpret_cast<const uint4*>(vbase + src);
+        }
+        __syncthreads();
         if (threadIdx.x < tile) {
-            const uint4* krow = reinterpret_cast<const uint4*>(kbase + size_t(j0 + threadIdx.x) * head_dim);
+            const uint4* krow = reinterpret_cast<const uint4*>(ks + threadIdx.x * ldkv);
             float s[kMaxGroup] = {};
             for (int d8 = 0; d8 < head_dim / 8; ++d8) {
                 const uint4 u = krow[d8];
@@ -164,13 +180,13 @@ __global__ void __launch_bounds__(kThreads)
             if (pair < n_pairs) {
                 const int g = pair / head_dim, d = pair % head_dim;
                 const float* p = ps + g * kKeyTile;
-                const __half* v = vbase + size_t(j0) * head_dim + d;
+                const __half* v = vs + d;
                 float a = acc[i] * alpha[g];
-                for (int j = 0; j < tile; ++j) a += p[j] * __half2float(v[size_t(j) * head_dim]);
+                for (int j = 0; j < tile; ++j) a += p[j] * __half2float(v[j * ldkv]);
                 acc[i] = a;
             }
         }
-        __syncthreads();  // ps and alpha are rewritten by the next tile
+        __syncthreads();  // ps, alpha, ks and vs are rewritten by the next tile
     }
     // partials[(q head * splits + split)] = {max, sum, acc[head_dim]}
 #pragma unroll
@@ -201,7 +217,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 size_t decode_smem_bytes(int group, int head_dim) {
-    return sizeof(float) * (size_t(group) * head_dim + size_t(group) * kKeyTile + 3 * kMaxGroup);
+    return sizeof(float) * (size_t(group) * head_dim + size_t(group) * kKeyTile + 3 * kMaxGroup) +
+           sizeof(__half) * 2 * size_t(kKeyTile) * (head_dim + kPad);
 }
 
 }  // namespace
@@ -217,6 +234,12 @@ void launch_attention_decode(const float* qkv, const int32_t* positions, const _
     const int splits = attention_decode_splits(shape);
     const float scale = 1.0f / sqrtf(float(shape.head_dim));
     const size_t smem = decode_smem_bytes(group, shape.head_dim);
+    static bool configured = [] {  // up to 77 KB with 8 heads of 256 dims
+        ORCD_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(decode_smem_bytes(kMaxGroup, kMaxHeadDim))));
+        return true;
+    }();
+    (void)configured;
     launch_pdl(attention_decode_kernel, dim3(shape.n_kv_heads, splits), kThreads, smem, stream, qkv, positions, k_cache,
                v_cache, group, shape.head_dim, shape.max_context, splits, scale, partials, counters, out);
 }

@@ -25,6 +25,16 @@ constexpr int kMatvecMaxTokens = 8;
 // out[i, r] (+)= x[i, :] . W[r, :] (+ bias[r]) for n <= kMatvecMaxTokens tokens.
 void launch_matvec(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
                    cudaStream_t stream);
+// One token whose input is transformed on the way in (the op before it fused away):
+//   Plain: x;  Norm: rms_norm(x) * norm_w (eps);  Swiglu: silu(x[:cols]) * x[cols:].
+enum class MatvecInput { Plain, Norm, Swiglu };
+struct MatvecIn {
+    const float* x = nullptr;
+    const float* norm_w = nullptr;
+    float eps = 0.0f;
+};
+void launch_matvec1(const Weight& w, MatvecInput input, const MatvecIn& in, float* out, int ldo, const float* bias,
+                    bool accumulate, cudaStream_t stream);
 // The same product for any n, on tensor cores (fp16 operands, fp32 accumulation).
 void launch_gemm(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
                  cudaStream_t stream);
@@ -36,6 +46,10 @@ void launch_rope(float* qkv, int n, int ld, const int32_t* positions, const Rope
 // Cache layout: [n_kv_heads, max_context, head_dim].
 void launch_kv_store(const float* qkv, int ld, int n, const int32_t* positions, int n_heads, int n_kv_heads,
                      int head_dim, int max_context, __half* k_cache, __half* v_cache, cudaStream_t stream);
+
+// RoPE of q and k (as launch_rope) and the store of k and v (as launch_kv_store) in one launch.
+void launch_rope_store(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p, int max_context,
+                       __half* k_cache, __half* v_cache, cudaStream_t stream);
 
 struct AttentionShape {
     int n_heads = 0, n_kv_heads = 0, head_dim = 0, max_context = 0;

@@ -5,6 +5,7 @@
 #include "cuda_check.h"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
+#include "kernels/rope.cuh"
 
 namespace orcd::cuda {
 
@@ -18,16 +19,11 @@ __global__ void rope_kernel(float* qkv, int n, int ld, const int32_t* positions,
     const int i = int(idx % half);
     const int h = int((idx / half) % heads);
     const int t = int(idx / (int64_t(half) * heads));
-    // The angle in double: at positions of several thousand a float angle would be
-    // off by ~1e-3 rad; the few sincos per token cost nothing next to the matmuls.
-    double freq = pow(double(freq_base), -2.0 * i / rope_dim);
-    if (freq_factors) freq /= freq_factors[i];
-    const double theta = double(positions[t]) * freq_scale * freq;
-    double sd, cd;
-    sincos(theta, &sd, &cd);
-    const float c = float(cd * attn_factor), s = float(sd * attn_factor);
+    float c, s;
+    rope_cos_sin(positions[t], i, rope_dim, freq_base, freq_scale, attn_factor, freq_factors, c, s);
     float* head = qkv + int64_t(t) * ld + int64_t(h) * head_dim;  // q heads, then k heads: contiguous
-    const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    int a, b;
+    rope_pair(neox, i, half, a, b);
     const float x0 = head[a], x1 = head[b];
     head[a] = x0 * c - x1 * s;
     head[b] = x0 * s + x1 * c;

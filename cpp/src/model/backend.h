@@ -93,6 +93,32 @@ public:
     // out[i, j] = silu(gate_up[i, j]) * gate_up[i, n_ff + j].
     virtual void swiglu(const float* gate_up, int n, int n_ff, float* out) = 0;
 
+    // Fused sequences the forward pass asks for; a backend that can fold the first
+    // op into the products overrides them (CUDA, one token: no launch, no round
+    // trip through h or ffn). The defaults run the ops one after the other.
+    //
+    // h = rms_norm(x) * norm (n rows of dim; h is scratch that a fusing backend may
+    // leave unwritten), then for each part:
+    // out[:, offset..] = h . part.w^T (+ part.bias), out row stride ldo.
+    virtual void normed_matmuls(const float* x, const Weight& norm, float eps, int n, int dim, float* h,
+                                const std::vector<Projection>& parts, float* out, int ldo) {
+        rms_norm(x, norm, eps, n, dim, h);
+        for (const Projection& p : parts)
+            matmul(p.w, h, n, out + p.offset, ldo, p.bias ? &p.bias : nullptr, false);
+    }
+    // rope(qkv) with the session's parameters, then attention (which stores k and v).
+    virtual void rope_attention(BackendSession& s, int layer, float* qkv, int ld, int n, const int32_t* positions,
+                                float* out) {
+        rope(qkv, n, ld, positions, s.rope);
+        attention(s, layer, qkv, ld, n, positions, out);
+    }
+    // ffn = swiglu(gate_up), then out (+)= ffn . w^T.
+    virtual void swiglu_matmul(const float* gate_up, int n, int n_ff, float* ffn, const Weight& w, float* out, int ldo,
+                               bool accumulate) {
+        swiglu(gate_up, n, n_ff, ffn);
+        matmul(w, ffn, n, out, ldo, nullptr, accumulate);
+    }
+
     // Copies count floats from the backend's memory to the host (waits for the work before it).
     virtual void download(const float* src, size_t count, float* dst) = 0;
 

@@ -11,27 +11,22 @@ void attention_block(const ModelConfig& c, const LayerWeights& L, int layer, Bac
     Activations& a = s.act;
     const int q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
     const int ld = q_dim + 2 * kv_dim;
-    b.rms_norm(a.x, L.attn_norm, c.rms_eps, n, c.n_embd, a.h);
-    for (const Projection& p : L.qkv_parts) b.matmul(p.w, a.h, n, a.qkv + p.offset, ld, p.bias ? &p.bias : nullptr, false);
-    b.rope(a.qkv, n, ld, a.positions, s.rope);
-    b.attention(s, layer, a.qkv, ld, n, a.positions, a.attn);
+    b.normed_matmuls(a.x, L.attn_norm, c.rms_eps, n, c.n_embd, a.h, L.qkv_parts, a.qkv, ld);
+    b.rope_attention(s, layer, a.qkv, ld, n, a.positions, a.attn);
     b.matmul(L.wo, a.attn, n, a.x, c.n_embd, nullptr, /*accumulate=*/true);
 }
 
 void ffn_block(const ModelConfig& c, const LayerWeights& L, Backend& b, BackendSession& s, int n) {
     Activations& a = s.act;
-    b.rms_norm(a.x, L.ffn_norm, c.rms_eps, n, c.n_embd, a.h);
-    for (const Projection& p : L.gate_up_parts)
-        b.matmul(p.w, a.h, n, a.gate_up + p.offset, 2 * c.n_ff, p.bias ? &p.bias : nullptr, false);
-    b.swiglu(a.gate_up, n, c.n_ff, a.ffn);
-    b.matmul(L.w_down, a.ffn, n, a.x, c.n_embd, nullptr, /*accumulate=*/true);
+    b.normed_matmuls(a.x, L.ffn_norm, c.rms_eps, n, c.n_embd, a.h, L.gate_up_parts, a.gate_up, 2 * c.n_ff);
+    b.swiglu_matmul(a.gate_up, n, c.n_ff, a.ffn, L.w_down, a.x, c.n_embd, /*accumulate=*/true);
 }
 
 // Final norm and output projection of `rows` rows of the residual stream starting at `first`.
 void logits_rows(const ModelConfig& c, const ModelWeights& w, Backend& b, BackendSession& s, int first, int rows) {
     Activations& a = s.act;
-    b.rms_norm(a.x + int64_t(first) * c.n_embd, w.output_norm, c.rms_eps, rows, c.n_embd, a.h);
-    b.matmul(w.output, a.h, rows, a.logits, c.n_vocab, nullptr, false);
+    b.normed_matmuls(a.x + int64_t(first) * c.n_embd, w.output_norm, c.rms_eps, rows, c.n_embd, a.h,
+                     {Projection{w.output, {}, 0}}, a.logits, c.n_vocab);
 }
 
 }  // namespace
