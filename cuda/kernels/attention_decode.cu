@@ -17,7 +17,9 @@
 // 20-token context over 132 splits of one key each).
 // v4: K and V tiles go through shared memory. v3 read V straight from global
 // memory in a per-thread loop over the tile's keys (one dependent load after
-// another: 25 us per layer once a split held 64+ keys).
+// another: 25 us per layer once a split held 64+ keys). Splits of at least two
+// tiles, and a single split (contexts up to 256) writes its result directly:
+// the merge (fence, counter, a second pass) costs more than it spreads.
 #include <algorithm>
 #include <cfloat>
 
@@ -36,7 +38,7 @@ constexpr int kMaxGroup = 8;  // query heads per KV head
 constexpr int kMaxHeadDim = 256;
 constexpr int kMaxPairs = kMaxGroup * kMaxHeadDim / kThreads;  // (head, dim) accumulators per thread
 constexpr int kTargetBlocks = 264;                            // two waves' worth on a 132-SM part
-constexpr int kMinKeys = 32;                                  // keys per split at the least
+constexpr int kMinKeys = 2 * kKeyTile;                        // keys per split at the least
 constexpr int kPad = 8;                                       // halves after each K/V row: no bank conflicts
 constexpr int kMaxSplits = kTargetBlocks;                     // with one KV head
 
@@ -187,6 +189,14 @@ __global__ void __launch_bounds__(kThreads)
             }
         }
         __syncthreads();  // ps, alpha, ks and vs are rewritten by the next tile
+    }
+    if (used == 1) {  // the only split (up to 2 tiles of context): no partials, no merge
+#pragma unroll
+        for (int i = 0; i < kMaxPairs; ++i) {
+            const int pair = threadIdx.x + i * kThreads;
+            if (pair < n_pairs) out[size_t(kvh * group) * head_dim + pair] = acc[i] / l_run[pair / head_dim];
+        }
+        return;
     }
     // partials[(q head * splits + split)] = {max, sum, acc[head_dim]}
 #pragma unroll

@@ -26,8 +26,8 @@ constexpr int kMatvecMaxTokens = 8;
 void launch_matvec(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
                    cudaStream_t stream);
 // One token whose input is transformed on the way in (the op before it fused away):
-//   Plain: x;  Norm: rms_norm(x) * norm_w (eps);  Swiglu: silu(x[:cols]) * x[cols:].
-enum class MatvecInput { Plain, Norm, Swiglu };
+//   Plain: x;  Norm: rms_norm(x) * norm_w (eps).
+enum class MatvecInput { Plain, Norm };
 struct MatvecIn {
     const float* x = nullptr;
     const float* norm_w = nullptr;

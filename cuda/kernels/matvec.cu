@@ -9,11 +9,19 @@
 // waiting for the previous kernel, and the group loop is unrolled so that the
 // loads of several groups are in flight at once (these matvecs are latency-bound:
 // a 896-wide row is only 3-4 groups per lane).
-// v3: the input may be transformed on the fly, so that the kernel before it
-// disappears (one launch and one round trip through memory less):
-//   Norm:   x * rsqrt(mean(x^2) + eps) * norm_w  (RMSNorm; each block computes the
-//           row's scale itself: 896 floats from L2, cheaper than a launch)
-//   Swiglu: silu(gate) * up, with x = [gate | up] of 2 * cols per token.
+// v3: the input may be RMS-normalised on the fly (x * rsqrt(mean(x^2) + eps) *
+// norm_w), so that the norm kernel before it disappears: each block computes
+// the row's scale itself (896 floats from L2, cheaper than a launch while the
+// product has few blocks). A SwiGLU input mode (silu(gate) * up recomputed by
+// every row of the down product) was tried and dropped: 4.4M expf per step made
+// the down products 12 -> 19.5 us, more than the 2.9 us swiglu kernel it saved.
+// v4: one token, rows up to 4 KB: the warp first copies its row into shared
+// memory with 8-byte loads, then decodes from there. Quantised rows are only
+// 2-byte aligned, so the decoders read them in 2-byte pieces: the output layer
+// (136 MB of Q8_0) issued 4x as many load instructions as bytes/8 and ran at
+// 875-1300 GB/s.
+#include <cstdint>
+
 #include "cuda_check.h"
 #include "kernels/dequant.cuh"
 #include "kernels/kernels.h"
@@ -23,19 +31,12 @@
 namespace orcd::cuda {
 
 constexpr int kMatvecWarps = 8;
+constexpr int kStageBytes = 4096 + 16;  // per warp: a row of up to 4 KB plus the alignment slack
 
 // Eight input values of token t at columns 8g..8g+7, after the input transform.
 template <MatvecInput I>
 __device__ __forceinline__ void load_input(const MatvecIn& in, int64_t cols, int t, int64_t g, float scale, float a[8]) {
-    if constexpr (I == MatvecInput::Swiglu) {
-        const float4* gp = reinterpret_cast<const float4*>(in.x + t * 2 * cols + 8 * g);
-        const float4* up = reinterpret_cast<const float4*>(in.x + t * 2 * cols + cols + 8 * g);
-        const float4 g0 = __ldg(gp), g1 = __ldg(gp + 1), u0 = __ldg(up), u1 = __ldg(up + 1);
-        const float gv[8] = {g0.x, g0.y, g0.z, g0.w, g1.x, g1.y, g1.z, g1.w};
-        const float uv[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
-#pragma unroll
-        for (int i = 0; i < 8; ++i) a[i] = gv[i] / (1.0f + expf(-gv[i])) * uv[i];
-    } else {
+    {
         const float4* xp = reinterpret_cast<const float4*>(in.x + t * cols + 8 * g);
         const float4 x0 = __ldg(xp), x1 = __ldg(xp + 1);
         a[0] = x0.x; a[1] = x0.y; a[2] = x0.z; a[3] = x0.w; a[4] = x1.x; a[5] = x1.y; a[6] = x1.z; a[7] = x1.w;
@@ -50,10 +51,11 @@ __device__ __forceinline__ void load_input(const MatvecIn& in, int64_t cols, int
 }
 
 // N: tokens the kernel is compiled for (1, or kMatvecMaxTokens with n of them used).
-template <TensorType T, int N, MatvecInput I>
+template <TensorType T, int N, MatvecInput I, bool Staged>
 __global__ void __launch_bounds__(kMatvecWarps * 32)
     matvec_kernel(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t cols, MatvecIn in, int n, float* out,
                   int ldo, const float* bias, bool accumulate) {
+    extern __shared__ __align__(16) uint8_t stage[];
     const int64_t r = int64_t(blockIdx.x) * kMatvecWarps + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     const uint8_t* row = w + size_t(r) * row_bytes;
@@ -76,6 +78,21 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
         }
     }
     if (r >= rows) return;
+    const uint8_t* src = row;
+    if constexpr (Staged) {
+        // From the 8-byte boundary at or below the row's start: at most 7 bytes
+        // before it (another row of the same tensor; a tensor's first row is
+        // 256-aligned) and 7 after its end (inside the 256-aligned arena).
+        const uintptr_t a = reinterpret_cast<uintptr_t>(row);
+        const uint2* from = reinterpret_cast<const uint2*>(a & ~uintptr_t(7));
+        const int lead = int(a & 7);
+        const int n8 = (lead + int(row_bytes) + 7) / 8;
+        uint2* to = reinterpret_cast<uint2*>(stage + (threadIdx.x / 32) * kStageBytes);
+#pragma unroll 4
+        for (int i = lane; i < n8; i += 32) to[i] = __ldg(from + i);
+        __syncwarp();
+        src = reinterpret_cast<const uint8_t*>(to) + lead;
+    }
     const int64_t groups = cols / 8;
     float acc[N];
 #pragma unroll
@@ -83,7 +100,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
 #pragma unroll 4
     for (int64_t g = lane; g < groups; g += 32) {
         float v[8];
-        decode_group<T>(row, g, v);
+        decode_group<T>(src, g, v);
 #pragma unroll
         for (int t = 0; t < N; ++t) {
             if (t >= n) break;
@@ -110,8 +127,14 @@ template <TensorType T, int N, MatvecInput I>
 static void launch_matvec_n(const Weight& w, const MatvecIn& in, int n, float* out, int ldo, const float* bias,
                             bool accumulate, cudaStream_t stream) {
     const unsigned blocks = unsigned((w.rows + kMatvecWarps - 1) / kMatvecWarps);
-    launch_pdl(matvec_kernel<T, N, I>, blocks, kMatvecWarps * 32, 0, stream, static_cast<const uint8_t*>(w.data),
-               gguf::row_bytes(w.type, w.cols), w.rows, w.cols, in, n, out, ldo, bias, accumulate);
+    const size_t row_bytes = gguf::row_bytes(w.type, w.cols);
+    const auto* data = static_cast<const uint8_t*>(w.data);
+    if (N == 1 && row_bytes + 16 <= size_t(kStageBytes))
+        launch_pdl(matvec_kernel<T, N, I, true>, blocks, kMatvecWarps * 32, size_t(kMatvecWarps) * kStageBytes, stream,
+                   data, row_bytes, w.rows, w.cols, in, n, out, ldo, bias, accumulate);
+    else
+        launch_pdl(matvec_kernel<T, N, I, false>, blocks, kMatvecWarps * 32, 0, stream, data, row_bytes, w.rows,
+                   w.cols, in, n, out, ldo, bias, accumulate);
 }
 
 void launch_matvec(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
@@ -131,8 +154,6 @@ void launch_matvec1(const Weight& w, MatvecInput input, const MatvecIn& in, floa
     dispatch_type(w.type, [&]<TensorType T>() {
         if (input == MatvecInput::Norm)
             launch_matvec_n<T, 1, MatvecInput::Norm>(w, in, 1, out, ldo, bias, accumulate, stream);
-        else if (input == MatvecInput::Swiglu)
-            launch_matvec_n<T, 1, MatvecInput::Swiglu>(w, in, 1, out, ldo, bias, accumulate, stream);
         else
             launch_matvec_n<T, 1, MatvecInput::Plain>(w, in, 1, out, ldo, bias, accumulate, stream);
     });
