@@ -20,6 +20,8 @@
 // another: 25 us per layer once a split held 64+ keys). Splits of at least two
 // tiles, and a single split (contexts up to 256) writes its result directly:
 // the merge (fence, counter, a second pass) costs more than it spreads.
+#include <cuda_pipeline.h>
+
 #include <algorithm>
 #include <cfloat>
 
@@ -122,12 +124,16 @@ __global__ void __launch_bounds__(kThreads)
     for (int j0 = begin; j0 < end; j0 += kKeyTile) {
         const int tile = min(kKeyTile, end - j0);
         const int chunks = head_dim / 8;  // 16-byte pieces per row
+        // Asynchronous copies: every thread's loads are in flight at once (a plain
+        // load-store loop waits for each load before the next: 8 DRAM round trips a tile).
         for (int e = threadIdx.x; e < tile * chunks; e += kThreads) {
             const int j = e / chunks, c = e % chunks;
             const size_t src = size_t(j0 + j) * head_dim + 8 * c;
-            *reinterpret_cast<uint4*>(ks + j * ldkv + 8 * c) = *reinterpret_cast<const uint4*>(kbase + src);
-            *reinterpret_cast<uint4*>(vs + j * ldkv + 8 * c) = *reinterpret_cast<const uint4*>(vbase + src);
+            __pipeline_memcpy_async(ks + j * ldkv + 8 * c, kbase + src, 16);
+            __pipeline_memcpy_async(vs + j * ldkv + 8 * c, vbase + src, 16);
         }
+        __pipeline_commit();
+        __pipeline_wait_prior(0);
         __syncthreads();
         if (threadIdx.x < tile) {
             const uint4* krow = reinterpret_cast<const uint4*>(ks + threadIdx.x * ldkv);
