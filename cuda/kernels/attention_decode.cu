@@ -182,17 +182,24 @@ __global__ void __launch_bounds__(kThreads)
             }
         }
         __syncthreads();
+        // Keys outer, the thread's (head, dim) pairs inner: its accumulators are
+        // independent chains, so the shared-memory loads and FMAs of several pairs
+        // overlap (pairs outer made one dependent chain of tile FMAs per pair).
+        int p_off[kMaxPairs], v_off[kMaxPairs];  // where pair i reads p and v (no division in the key loop)
 #pragma unroll
         for (int i = 0; i < kMaxPairs; ++i) {
             const int pair = threadIdx.x + i * kThreads;
-            if (pair < n_pairs) {
-                const int g = pair / head_dim, d = pair % head_dim;
-                const float* p = ps + g * kKeyTile;
-                const __half* v = vs + d;
-                float a = acc[i] * alpha[g];
-                for (int j = 0; j < tile; ++j) a += p[j] * __half2float(v[j * ldkv]);
-                acc[i] = a;
-            }
+            const int g = pair / head_dim;
+            p_off[i] = g * kKeyTile;
+            v_off[i] = pair % head_dim;
+            if (pair < n_pairs) acc[i] *= alpha[g];
+        }
+#pragma unroll 4
+        for (int j = 0; j < tile; ++j) {
+#pragma unroll
+            for (int i = 0; i < kMaxPairs; ++i)
+                if (threadIdx.x + i * kThreads < n_pairs)
+                    acc[i] += ps[p_off[i] + j] * __half2float(vs[j * ldkv + v_off[i]]);
         }
         __syncthreads();  // ps, alpha, ks and vs are rewritten by the next tile
     }

@@ -20,7 +20,8 @@
 // then decodes from there. Quantised rows are only 2-byte aligned, so the
 // decoders read global memory in 2-byte pieces: the output layer (136 MB of
 // Q8_0) issued 4x as many load instructions as bytes/8 and ran at 875-1300 GB/s.
-// Products of many rows give each warp R = 4 consecutive rows: the input is
+// The copies are issued before the PDL wait: the weights arrive while the
+// kernel before still runs. Products of many rows give each warp R = 4 consecutive rows: the input is
 // loaded (and normalised) once for all four, and a quarter as many blocks each
 // recompute the norm.
 #include <cuda_pipeline.h>
@@ -119,21 +120,21 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     const int lane = threadIdx.x % 32;
     const int64_t r0 = (int64_t(blockIdx.x) * kMatvecWarps + threadIdx.x / 32) * R;
     const int nr = int(min(int64_t(R), rows - r0));  // rows of this warp; <= 0: none
-    const uint8_t* first = w + size_t(r0) * row_bytes;
-    if (nr > 0) prefetch_l2(first, row_bytes * nr, lane, 32);
-    pdl_enter();
-    const float scale = I == MatvecInput::Norm ? norm_scale(in, cols, 0) : 1.0f;
-    if (nr <= 0) return;
-    // From the 8-byte boundary at or below the first row: at most 7 bytes before
-    // it (a tensor's first row is 256-aligned, so that is the same tensor) and 7
-    // after the last (inside the 256-aligned arena).
-    const uintptr_t a = reinterpret_cast<uintptr_t>(first);
+    // The weights do not depend on the kernel before, so their copy is issued
+    // before waiting for it (PDL): it overlaps that kernel's tail. From the 8-byte
+    // boundary at or below the first row: at most 7 bytes before it (a tensor's
+    // first row is 256-aligned, so that is the same tensor) and 7 after the last
+    // (inside the 256-aligned arena).
+    const uintptr_t a = reinterpret_cast<uintptr_t>(w + size_t(max(r0, int64_t(0))) * row_bytes);
     const uint8_t* from = reinterpret_cast<const uint8_t*>(a & ~uintptr_t(7));
     const int lead = int(a & 7);
-    const int n8 = (lead + int(row_bytes) * nr + 7) / 8;
+    const int n8 = nr > 0 ? (lead + int(row_bytes) * nr + 7) / 8 : 0;
     uint8_t* to = stage + (threadIdx.x / 32) * kStageBytes;
     for (int i = lane; i < n8; i += 32) __pipeline_memcpy_async(to + 8 * i, from + 8 * i, 8);
     __pipeline_commit();
+    pdl_enter();
+    const float scale = I == MatvecInput::Norm ? norm_scale(in, cols, 0) : 1.0f;
+    if (nr <= 0) return;
     __pipeline_wait_prior(0);
     __syncwarp();
     const uint8_t* src = to + lead;
