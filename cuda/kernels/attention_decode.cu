@@ -17,8 +17,9 @@
 // 20-token context over 132 splits of one key each).
 // v4: K and V tiles go through shared memory. v3 read V straight from global
 // memory in a per-thread loop over the tile's keys (one dependent load after
-// another: 25 us per layer once a split held 64+ keys). Splits of at least two
-// tiles, and a single split (contexts up to 256) writes its result directly:
+// another: 25 us per layer once a split held 64+ keys). Splits of at least one
+// tile (two tiles each: 37 us per layer at 8192; a block's tiles run one after
+// another), and a single split (contexts up to 128) writes its result directly:
 // the merge (fence, counter, a second pass) costs more than it spreads.
 #include <cuda_pipeline.h>
 
@@ -40,7 +41,7 @@ constexpr int kMaxGroup = 8;  // query heads per KV head
 constexpr int kMaxHeadDim = 256;
 constexpr int kMaxPairs = kMaxGroup * kMaxHeadDim / kThreads;  // (head, dim) accumulators per thread
 constexpr int kTargetBlocks = 264;                            // two waves' worth on a 132-SM part
-constexpr int kMinKeys = 2 * kKeyTile;                        // keys per split at the least
+constexpr int kMinKeys = kKeyTile;                            // keys per split at the least
 constexpr int kPad = 8;                                       // halves after each K/V row: no bank conflicts
 constexpr int kMaxSplits = kTargetBlocks;                     // with one KV head
 
