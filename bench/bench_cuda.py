@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Speed of a model through orcd.Model: load time, pp512, pp2048, TTFT(512),
 tg128 and tg128 after 8192 tokens of context. Medians of repeated runs after a
-warm-up; every number is host wall time around complete calls (each call ends
-by copying its logits to the host, so the GPU work is included).
+warm-up; every number is host wall time around complete calls (each ends by
+copying its result to the host, so the GPU work is included): prefill returns
+the last logits, decode steps are greedy on the device (one id comes back).
 
 usage: bench_cuda.py MODEL.gguf [--device cuda] [--reps N]"""
 import argparse
@@ -59,7 +60,7 @@ def main():
             session.rewind(session.n_past - start)
             tok = int(prompt[start])
             for _ in range(count):
-                tok = int(session.decode(tok).argmax())
+                tok = session.decode_greedy(tok)  # argmax on the device: one int comes back
         return run
 
     s = model.session(max_context=4096)

@@ -8,11 +8,11 @@
 #   OUT_DIR             logs go here
 #   GOOGLETEST_SRC      googletest sources, built when googletest is not installed
 #   SYNTH_TOOL          synth_gguf.py (default: MODEL_SKELETON_DIR/../tools/synth_gguf.py)
-# Environment: STAGES (default "build ctest sanitize pytest bench profile").
+# Environment: STAGES (default "build ctest sanitize pytest diag bench profile").
 set -uo pipefail
 SRC=$(realpath "$1"); MODELS=$(realpath "$2"); OUT=$(realpath "$3"); GTEST_SRC=${4:-}
 SYNTH=${5:-$MODELS/../tools/synth_gguf.py}
-STAGES=${STAGES:-build ctest sanitize pytest bench profile}
+STAGES=${STAGES:-build ctest sanitize pytest diag bench profile}
 BUILD=/tmp/orcd-build
 mkdir -p "$OUT"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -56,15 +56,20 @@ if has sanitize; then
 fi
 
 SYNTH_MODEL=/tmp/synth-qwen2.5-0.5b-q4_k_m.gguf
-if has pytest || has bench || has profile; then
+if has pytest || has diag || has bench || has profile; then
   [ -f "$SYNTH_MODEL" ] || python3 "$SYNTH" "$MODELS/qwen2.5-coder-0.5b-instruct-q4_k_m" "$SYNTH_MODEL" > /dev/null
 fi
 
 if has pytest; then
   say pytest
-  ORCD_SYNTH_QWEN=$SYNTH_MODEL python3 -m pytest -q -rs -s "$SRC/tests_py/test_cuda_vs_cpu.py" -p no:cacheprovider \
-    > "$OUT/pytest.log" 2>&1
+  ORCD_SYNTH_QWEN=$SYNTH_MODEL python3 -m pytest -q -rs -s "$SRC/tests_py/test_cuda_vs_cpu.py" \
+    "$SRC/tests_py/test_session_choice.py" -p no:cacheprovider > "$OUT/pytest.log" 2>&1
   grep -E "cosine|greedy|passed|failed|Error|assert" "$OUT/pytest.log" | tail -25
+fi
+
+if has diag; then
+  say "diag: CUDA paths against the CPU, per position"
+  python3 "$SRC/bench/diag_positions.py" "$SYNTH_MODEL" 2>&1 | tee "$OUT/diag.log"
 fi
 
 if has bench; then
@@ -80,19 +85,18 @@ for _ in range(10):
 ts.sort(); print(f'device-to-device copy: {2 * (1 << 30) / (ts[5] * 1e-3) / 1e9:.0f} GB/s (read + write, median of 10)')
 "
   python3 "$SRC/bench/bench_cuda.py" "$SYNTH_MODEL" 2>&1 | tee "$OUT/bench.log"
+  python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 512,2048 -n 128 -r 5 2>&1 | tee -a "$OUT/bench.log"
+  python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -d 8192 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
 fi
 
 if has profile; then
-  say "profile: one decode step, per kernel"
-  cat > /tmp/decode_some.py <<PY
-import numpy as np, orcd
-m = orcd.Model("$SYNTH_MODEL", device="cuda"); s = m.session(max_context=1024)
-s.prefill(np.arange(100, 164, dtype=np.int32))
-for t in range(4): s.decode(100 + t)
-PY
-  timeout 300 ncu --clock-control none --graph-profiling node -k regex:'matvec|attention|rms|swiglu|rope|kv_store|embed' \
-    --launch-skip 490 --launch-count 340 --csv \
-    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
-    python3 /tmp/decode_some.py > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
-  python3 "$SRC/bench/ncu_summary.py" "$OUT/ncu.csv"
+  say "profile: greedy decode steps, per kernel (ncu, no cache flush; times of one step)"
+  python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 200 64 | tee "$OUT/profile.log"
+  python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 200 8192 | tee -a "$OUT/profile.log"
+  for ctx in 64 8192; do
+    timeout 200 ncu --profile-from-start off --graph-profiling node --cache-control none --clock-control none --csv \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 1 $ctx > "$OUT/ncu_$ctx.csv" 2> "$OUT/ncu_$ctx.err"
+    echo "-- context $ctx"; python3 "$SRC/bench/ncu_summary.py" "$OUT/ncu_$ctx.csv" | head -24
+  done
 fi

@@ -1,6 +1,8 @@
 // The CUDA backend: weights in one VRAM arena, each session's KV cache (fp16)
-// and activations (fp32) in one more, all ops on one stream, and the decode
-// step recorded once as a CUDA graph and replayed for every later token.
+// and activations (fp32) in one more, and the decode step recorded once as a
+// CUDA graph and replayed for every later token. Each session owns its stream
+// and its pinned staging buffers, so sessions can run on different threads at
+// once; a session's calls bind it (Backend::bind) for the calling thread.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -47,24 +49,39 @@ struct PinnedBuffer {
     PinnedBuffer& operator=(const PinnedBuffer&) = delete;
 };
 
+// Where argmax and top-k leave their results, on the device and staged on the host.
+struct PickBuffers {
+    int32_t* indices = nullptr;  // [kMaxTopK]; argmax uses the first
+    float* values = nullptr;     // [kMaxTopK]
+};
+
 class CudaSession final : public BackendSession {
 public:
     DeviceArena arena;
+    cudaStream_t stream = nullptr;
     std::vector<__half*> k_cache, v_cache;  // per layer: [n_kv_heads, max_context, head_dim]
     float* attn_partials = nullptr;         // split-K decode partial results
+    unsigned* attn_counters = nullptr;      // per KV head: splits done (decode merge)
+    PickBuffers picks;
     AttentionShape attn_shape;
     std::unique_ptr<PinnedBuffer> inputs;   // staged ids and positions
+    std::unique_ptr<PinnedBuffer> outputs;  // one row of logits, or picked (index, value) pairs
     cudaGraphExec_t decode_graph = nullptr;
     bool capturing = false;
 
     ~CudaSession() override {
+        if (stream) cudaStreamSynchronize(stream);
         if (decode_graph) cudaGraphExecDestroy(decode_graph);
+        if (stream) cudaStreamDestroy(stream);
     }
 };
 
+// The session bound to the calling thread (Backend::bind), if any.
+thread_local CudaSession* t_bound = nullptr;
+
 // Where a session's buffers sit inside its arena.
 struct SessionLayout {
-    size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, kv;
+    size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, counters, pick_indices, pick_values, kv;
     size_t kv_bytes = 0, scratch_bytes = 0, total = 0;
     size_t kv_layer_bytes = 0;  // one of K or V for one layer
 };
@@ -85,6 +102,9 @@ SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
     L.logits = a.add(size_t(std::max(1, s.logit_rows)) * c.n_vocab * f);
     const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, s.max_context};
     L.partials = a.add(size_t(c.n_heads) * attention_decode_splits(shape) * (c.head_dim + 2) * f);
+    L.counters = a.add(size_t(c.n_kv_heads) * sizeof(unsigned));
+    L.pick_indices = a.add(size_t(Backend::kMaxTopK) * sizeof(int32_t));
+    L.pick_values = a.add(size_t(Backend::kMaxTopK) * f);
     L.scratch_bytes = a.total();
     L.kv_layer_bytes = align_up(size_t(s.max_context) * kv_dim * sizeof(__half));
     L.kv = a.add(2 * size_t(c.n_layers) * L.kv_layer_bytes);
@@ -108,14 +128,22 @@ public:
         ORCD_CUDA_CHECK(cudaSetDevice(device));
         ORCD_CUDA_CHECK(cudaGetDeviceProperties(&prop_, device));
         ORCD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-        ORCD_CUDA_CHECK(cudaMalloc(&result_, sizeof(int32_t)));
+        ORCD_CUDA_CHECK(cudaMalloc(&picks_.indices, Backend::kMaxTopK * sizeof(int32_t)));
+        ORCD_CUDA_CHECK(cudaMalloc(&picks_.values, Backend::kMaxTopK * sizeof(float)));
     }
 
     ~CudaBackend() override {
         cudaSetDevice(device_);
         for (void* p : extra_) cudaFree(p);
-        cudaFree(result_);
+        cudaFree(picks_.indices);
+        cudaFree(picks_.values);
         cudaStreamDestroy(stream_);
+    }
+
+    // Ops run on the bound session's stream; unbound (the op tests), on the backend's own.
+    void bind(BackendSession* s) override {
+        t_bound = static_cast<CudaSession*>(s);
+        if (s) ORCD_CUDA_CHECK(cudaSetDevice(device_));  // a new thread starts on device 0
     }
 
     std::string device_name() const override {
@@ -182,8 +210,10 @@ public:
             throw Error(ErrorKind::Unsupported, "the CUDA backend handles head_dim 32, 64, 80, 96 or 128; this model has " +
                                                     std::to_string(c.head_dim));
         const SessionLayout L = plan_session(c, shape);
+        ORCD_CUDA_CHECK(cudaSetDevice(device_));
         auto s = std::make_unique<CudaSession>();
         s->arena = DeviceArena(device_, L.total, "a session of max_context " + std::to_string(shape.max_context));
+        ORCD_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
         char* base = s->arena.base();
         s->shape = shape;
         s->act.ids = reinterpret_cast<int32_t*>(base + L.ids);
@@ -196,33 +226,36 @@ public:
         s->act.ffn = reinterpret_cast<float*>(base + L.ffn);
         s->act.logits = reinterpret_cast<float*>(base + L.logits);
         s->attn_partials = reinterpret_cast<float*>(base + L.partials);
+        s->attn_counters = reinterpret_cast<unsigned*>(base + L.counters);
+        s->picks.indices = reinterpret_cast<int32_t*>(base + L.pick_indices);
+        s->picks.values = reinterpret_cast<float*>(base + L.pick_values);
         for (int l = 0; l < c.n_layers; ++l) {
             s->k_cache.push_back(reinterpret_cast<__half*>(base + L.kv + (2 * size_t(l)) * L.kv_layer_bytes));
             s->v_cache.push_back(reinterpret_cast<__half*>(base + L.kv + (2 * size_t(l) + 1) * L.kv_layer_bytes));
         }
         // Zeroed once: attention never reads a cache entry nothing wrote, but a
         // defined initial state keeps sanitizer runs and debugging simple.
-        ORCD_CUDA_CHECK(cudaMemsetAsync(base, 0, L.total, stream_));
+        ORCD_CUDA_CHECK(cudaMemsetAsync(base, 0, L.total, s->stream));
         s->attn_shape = {c.n_heads, c.n_kv_heads, c.head_dim, shape.max_context};
         s->kv_bytes = L.kv_bytes;
         s->scratch_bytes = L.scratch_bytes;
         s->inputs = std::make_unique<PinnedBuffer>(2 * size_t(shape.max_batch) * sizeof(int32_t));
-        const size_t logit_floats = size_t(std::max(1, shape.logit_rows)) * c.n_vocab;
-        if (!staging_ || staging_->bytes < logit_floats * sizeof(float))
-            staging_ = std::make_unique<PinnedBuffer>(logit_floats * sizeof(float));
-        ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        s->outputs = std::make_unique<PinnedBuffer>(
+            std::max(size_t(c.n_vocab) * sizeof(float), size_t(Backend::kMaxTopK) * (sizeof(int32_t) + sizeof(float))));
+        ORCD_CUDA_CHECK(cudaStreamSynchronize(s->stream));
         return s;
     }
 
     void set_inputs(BackendSession& base, const int32_t* ids, int n, int pos0) override {
         auto& s = static_cast<CudaSession&>(base);
+        abandon_capture(s);
         auto* staged = static_cast<int32_t*>(s.inputs->ptr);
         // The previous step ended with a synchronising download, so the staging is free.
         std::memcpy(staged, ids, size_t(n) * sizeof(int32_t));
         for (int i = 0; i < n; ++i) staged[s.shape.max_batch + i] = pos0 + i;
-        ORCD_CUDA_CHECK(cudaMemcpyAsync(s.act.ids, staged, size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+        ORCD_CUDA_CHECK(cudaMemcpyAsync(s.act.ids, staged, size_t(n) * sizeof(int32_t), cudaMemcpyHostToDevice, stream()));
         ORCD_CUDA_CHECK(cudaMemcpyAsync(s.act.positions, staged + s.shape.max_batch, size_t(n) * sizeof(int32_t),
-                                        cudaMemcpyHostToDevice, stream_));
+                                        cudaMemcpyHostToDevice, stream()));
     }
 
     // Decode steps (n == 1) are recorded on first use and replayed afterwards:
@@ -232,13 +265,11 @@ public:
         auto& s = static_cast<CudaSession&>(base);
         if (n != 1) return false;
         if (s.decode_graph) {
-            ORCD_CUDA_CHECK(cudaGraphLaunch(s.decode_graph, stream_));
+            ORCD_CUDA_CHECK(cudaGraphLaunch(s.decode_graph, stream()));
             return true;
         }
-        abandon_capture();
-        ORCD_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+        ORCD_CUDA_CHECK(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal));
         s.capturing = true;
-        capturing_ = &s;
         return false;
     }
 
@@ -247,33 +278,50 @@ public:
         if (!s.capturing) return;
         cudaGraph_t graph = nullptr;
         s.capturing = false;
-        capturing_ = nullptr;
-        ORCD_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+        ORCD_CUDA_CHECK(cudaStreamEndCapture(stream(), &graph));
         const cudaError_t err = cudaGraphInstantiate(&s.decode_graph, graph, 0);
         cudaGraphDestroy(graph);
         ORCD_CUDA_CHECK(err);
-        ORCD_CUDA_CHECK(cudaGraphLaunch(s.decode_graph, stream_));
+        ORCD_CUDA_CHECK(cudaGraphLaunch(s.decode_graph, stream()));
     }
 
     void embed(const Weight& table, const int32_t* ids, int n, float* out) override {
-        launch_embed(table, ids, n, out, stream_);
+        launch_embed(table, ids, n, out, stream());
     }
 
     void rms_norm(const float* x, const Weight& w, float eps, int n, int dim, float* out) override {
-        launch_rms_norm(x, static_cast<const float*>(w.data), eps, n, dim, out, stream_);
+        launch_rms_norm(x, static_cast<const float*>(w.data), eps, n, dim, out, stream());
     }
 
     void matmul(const Weight& w, const float* x, int n, float* out, int ldo, const Weight* bias,
                 bool accumulate) override {
         const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
         if (n <= kMatvecMaxTokens)
-            launch_matvec(w, x, n, out, ldo, b, accumulate, stream_);
+            launch_matvec(w, x, n, out, ldo, b, accumulate, stream());
         else
-            launch_gemm(w, x, n, out, ldo, b, accumulate, stream_);
+            launch_gemm(w, x, n, out, ldo, b, accumulate, stream());
+    }
+
+    // One token: the norm is computed inside each product (launch_matvec1, Norm),
+    // by every block; for a product of many blocks (the output layer, 19k blocks)
+    // that costs more than the separate norm kernel it saves (ncu: 168 vs 112 us).
+    void normed_matmuls(const float* x, const Weight& norm, float eps, int n, int dim, float* h,
+                        const std::vector<Projection>& parts, float* out, int ldo) override {
+        constexpr int64_t kFoldMaxRows = 16384;
+        bool fold = n == 1 && norm.type == gguf::TensorType::F32;
+        for (const Projection& p : parts) fold = fold && p.w.rows <= kFoldMaxRows;
+        if (!fold) {
+            Backend::normed_matmuls(x, norm, eps, n, dim, h, parts, out, ldo);
+            return;
+        }
+        const MatvecIn in{x, static_cast<const float*>(norm.data), eps};
+        for (const Projection& p : parts)
+            launch_matvec1(p.w, MatvecInput::Norm, in, out + p.offset, ldo,
+                           p.bias ? static_cast<const float*>(p.bias.data) : nullptr, false, stream());
     }
 
     void rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p) override {
-        launch_rope(qkv, n, ld, positions, p, stream_);
+        launch_rope(qkv, n, ld, positions, p, stream());
     }
 
     void attention(BackendSession& base, int layer, const float* qkv, int ld, int n, const int32_t* positions,
@@ -281,49 +329,94 @@ public:
         auto& s = static_cast<CudaSession&>(base);
         const AttentionShape& a = s.attn_shape;
         launch_kv_store(qkv, ld, n, positions, a.n_heads, a.n_kv_heads, a.head_dim, a.max_context, s.k_cache[layer],
-                        s.v_cache[layer], stream_);
+                        s.v_cache[layer], stream());
         if (n == 1)
-            launch_attention_decode(qkv, positions, s.k_cache[layer], s.v_cache[layer], a, s.attn_partials, out,
-                                    stream_);
+            launch_attention_decode(qkv, positions, s.k_cache[layer], s.v_cache[layer], a, s.attn_partials,
+                                    s.attn_counters, out, stream());
         else
-            launch_attention_prefill(qkv, ld, n, positions, s.k_cache[layer], s.v_cache[layer], a, out, stream_);
+            launch_attention_prefill(qkv, ld, n, positions, s.k_cache[layer], s.v_cache[layer], a, out, stream());
+    }
+
+    // One token: the rotation and the cache store in one kernel, then the decode attention.
+    void rope_attention(BackendSession& base, int layer, float* qkv, int ld, int n, const int32_t* positions,
+                        float* out) override {
+        auto& s = static_cast<CudaSession&>(base);
+        if (n != 1) {
+            Backend::rope_attention(base, layer, qkv, ld, n, positions, out);
+            return;
+        }
+        const AttentionShape& a = s.attn_shape;
+        launch_rope_store(qkv, n, ld, positions, s.rope, a.max_context, s.k_cache[layer], s.v_cache[layer], stream());
+        launch_attention_decode(qkv, positions, s.k_cache[layer], s.v_cache[layer], a, s.attn_partials,
+                                s.attn_counters, out, stream());
     }
 
     void swiglu(const float* gate_up, int n, int n_ff, float* out) override {
-        launch_swiglu(gate_up, n, n_ff, out, stream_);
+        launch_swiglu(gate_up, n, n_ff, out, stream());
     }
 
     void download(const float* src, size_t count, float* dst) override {
-        // Through pinned staging: a pageable destination would make the copy synchronous and slow.
+        // Through the session's pinned staging when it fits (one row of logits):
+        // a pageable destination makes the copy slower. Larger copies go direct.
         const size_t bytes = count * sizeof(float);
-        if (staging_ && bytes <= staging_->bytes) {
-            ORCD_CUDA_CHECK(cudaMemcpyAsync(staging_->ptr, src, bytes, cudaMemcpyDeviceToHost, stream_));
-            ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));
-            std::memcpy(dst, staging_->ptr, bytes);
+        PinnedBuffer* staging = t_bound ? t_bound->outputs.get() : nullptr;
+        if (staging && bytes <= staging->bytes) {
+            ORCD_CUDA_CHECK(cudaMemcpyAsync(staging->ptr, src, bytes, cudaMemcpyDeviceToHost, stream()));
+            ORCD_CUDA_CHECK(cudaStreamSynchronize(stream()));
+            std::memcpy(dst, staging->ptr, bytes);
         } else {
-            ORCD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
-            ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+            ORCD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
+            ORCD_CUDA_CHECK(cudaStreamSynchronize(stream()));
         }
     }
 
     int32_t argmax(const float* x, int n) override {
-        launch_argmax(x, n, result_, stream_);
-        int32_t out = 0;
-        ORCD_CUDA_CHECK(cudaMemcpyAsync(&out, result_, sizeof out, cudaMemcpyDeviceToHost, stream_));
-        ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+        const PickBuffers& p = picks();
+        launch_argmax(x, n, p.indices, stream());
+        int32_t host = 0;
+        int32_t* staged = t_bound ? static_cast<int32_t*>(t_bound->outputs->ptr) : &host;
+        ORCD_CUDA_CHECK(cudaMemcpyAsync(staged, p.indices, sizeof(int32_t), cudaMemcpyDeviceToHost, stream()));
+        ORCD_CUDA_CHECK(cudaStreamSynchronize(stream()));
+        return *staged;
+    }
+
+    std::vector<std::pair<int32_t, float>> top_k(const float* x, int n, int k) override {
+        if (k < 1 || k > n || k > kMaxTopK)
+            throw Error(ErrorKind::InvalidArgument, "top-k of " + std::to_string(n) + " values needs 1 <= k <= " +
+                                                        std::to_string(std::min(n, kMaxTopK)) + ", got " + std::to_string(k));
+        const PickBuffers& p = picks();
+        launch_top_k(x, n, k, p.indices, p.values, stream());
+        std::vector<int32_t> idx_host(static_cast<size_t>(k));
+        std::vector<float> val_host(static_cast<size_t>(k));
+        int32_t* idx = idx_host.data();
+        float* val = val_host.data();
+        if (t_bound) {  // pinned staging: indices, then values
+            idx = static_cast<int32_t*>(t_bound->outputs->ptr);
+            val = reinterpret_cast<float*>(idx + kMaxTopK);
+        }
+        ORCD_CUDA_CHECK(cudaMemcpyAsync(idx, p.indices, size_t(k) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream()));
+        ORCD_CUDA_CHECK(cudaMemcpyAsync(val, p.values, size_t(k) * sizeof(float), cudaMemcpyDeviceToHost, stream()));
+        ORCD_CUDA_CHECK(cudaStreamSynchronize(stream()));
+        std::vector<std::pair<int32_t, float>> out(static_cast<size_t>(k));
+        for (int i = 0; i < k; ++i) out[size_t(i)] = {idx[i], val[i]};
+        std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+            return a.second > b.second || (a.second == b.second && a.first < b.first);
+        });
         return out;
     }
 
 private:
+    cudaStream_t stream() const { return t_bound ? t_bound->stream : stream_; }
+    const PickBuffers& picks() const { return t_bound ? t_bound->picks : picks_; }
+
     // A capture left open by an op that threw is ended and dropped.
-    void abandon_capture() {
-        if (!capturing_) return;
+    void abandon_capture(CudaSession& s) {
+        if (!s.capturing) return;
         cudaGraph_t graph = nullptr;
-        cudaStreamEndCapture(stream_, &graph);
+        cudaStreamEndCapture(s.stream, &graph);
         if (graph) cudaGraphDestroy(graph);
         cudaGetLastError();
-        capturing_->capturing = false;
-        capturing_ = nullptr;
+        s.capturing = false;
     }
 
     // Copies the tensors from the mapped file into the arena through two pinned
@@ -359,9 +452,7 @@ private:
     DeviceArena weights_;
     std::vector<void*> extra_;  // upload_floats buffers
     size_t extra_bytes_ = 0;
-    int32_t* result_ = nullptr;  // argmax result
-    std::unique_ptr<PinnedBuffer> staging_;  // logits on their way to the host
-    CudaSession* capturing_ = nullptr;
+    PickBuffers picks_;  // argmax / top-k results of unbound calls
 };
 
 }  // namespace

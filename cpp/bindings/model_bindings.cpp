@@ -22,6 +22,17 @@ py::array_t<float> copy_logits(std::span<const float> logits, py::ssize_t rows, 
     return out;
 }
 
+// Top-k candidates as two numpy arrays: ids (int32) and logits (float32), largest first.
+py::tuple candidates(const std::vector<std::pair<int32_t, float>>& top) {
+    py::array_t<int32_t> ids(py::ssize_t(top.size()));
+    py::array_t<float> logits(py::ssize_t(top.size()));
+    for (size_t i = 0; i < top.size(); ++i) {
+        ids.mutable_data()[i] = top[i].first;
+        logits.mutable_data()[i] = top[i].second;
+    }
+    return py::make_tuple(ids, logits);
+}
+
 py::dict config_dict(const ModelConfig& c) {
     py::dict d;
     d["architecture"] = c.architecture;
@@ -84,6 +95,38 @@ void bind_model(py::module_& m) {
             }
             return copy_logits(logits, 1, false);
         }, py::arg("id"))
+        .def("prefill_greedy", [](Session& s, IdArray ids) {
+            if (ids.ndim() != 1) throw Error(ErrorKind::InvalidArgument, "token ids must be a 1-D sequence");
+            std::span<const int32_t> span(ids.data(), size_t(ids.size()));
+            py::gil_scoped_release release;
+            return s.prefill_greedy(span);
+        }, py::arg("ids"))
+        .def("decode_greedy", [](Session& s, int64_t id) {
+            if (id < INT32_MIN || id > INT32_MAX)
+                throw Error(ErrorKind::InvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary");
+            py::gil_scoped_release release;
+            return s.decode_greedy(int32_t(id));
+        }, py::arg("id"))
+        .def("prefill_top_k", [](Session& s, IdArray ids, int k) {
+            if (ids.ndim() != 1) throw Error(ErrorKind::InvalidArgument, "token ids must be a 1-D sequence");
+            std::span<const int32_t> span(ids.data(), size_t(ids.size()));
+            std::vector<std::pair<int32_t, float>> top;
+            {
+                py::gil_scoped_release release;
+                top = s.prefill_top_k(span, k);
+            }
+            return candidates(top);
+        }, py::arg("ids"), py::arg("k"))
+        .def("decode_top_k", [](Session& s, int64_t id, int k) {
+            if (id < INT32_MIN || id > INT32_MAX)
+                throw Error(ErrorKind::InvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary");
+            std::vector<std::pair<int32_t, float>> top;
+            {
+                py::gil_scoped_release release;
+                top = s.decode_top_k(int32_t(id), k);
+            }
+            return candidates(top);
+        }, py::arg("id"), py::arg("k"))
         .def_property_readonly("n_past", &Session::n_past)
         .def_property_readonly("max_context", &Session::max_context)
         .def("rewind", &Session::rewind, py::arg("n"))

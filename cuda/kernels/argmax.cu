@@ -6,6 +6,7 @@
 
 #include "cuda_check.h"
 #include "kernels/kernels.h"
+#include "kernels/launch.cuh"
 
 namespace orcd::cuda {
 
@@ -19,6 +20,7 @@ __device__ __forceinline__ void keep_best(float& v, int& i, float ov, int oi) {
 }
 
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* x, int n, int32_t* result) {
+    pdl_enter();
     __shared__ float best_v[kThreads / 32];
     __shared__ int best_i[kThreads / 32];
     float v = -FLT_MAX;
@@ -43,7 +45,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* x, int n,
 }  // namespace
 
 void launch_argmax(const float* x, int n, int32_t* result, cudaStream_t stream) {
-    argmax_kernel<<<1, kThreads, 0, stream>>>(x, n, result);
+    launch_pdl(argmax_kernel, 1, kThreads, 0, stream, x, n, result);
     ORCD_CUDA_CHECK_LAUNCH();
 }
 

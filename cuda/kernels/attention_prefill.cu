@@ -12,6 +12,7 @@
 
 #include "cuda_check.h"
 #include "kernels/kernels.h"
+#include "kernels/launch.cuh"
 
 namespace orcd::cuda {
 
@@ -50,6 +51,7 @@ __global__ void __launch_bounds__(kThreads)
     float* Os = reinterpret_cast<float*>(smem + L::kO);
     float* m_row = reinterpret_cast<float*>(smem + L::kStats);
     float* l_row = m_row + kRows;
+    pdl_enter();
 
     const int kvh = blockIdx.y;
     const int n_rows = n * group;
@@ -172,8 +174,8 @@ void launch_for_dim(const float* qkv, int ld, int n, const int32_t* positions, c
     (void)configured;
     const int group = shape.n_heads / shape.n_kv_heads;
     const dim3 grid(unsigned((n * group + kRows - 1) / kRows), unsigned(shape.n_kv_heads));
-    attention_prefill_kernel<D><<<grid, kThreads, smem, stream>>>(qkv, ld, n, positions, k_cache, v_cache, group,
-                                                                  shape.max_context, 1.0f / sqrtf(float(D)), out);
+    launch_pdl(attention_prefill_kernel<D>, grid, kThreads, smem, stream, qkv, ld, n, positions, k_cache, v_cache,
+               group, shape.max_context, 1.0f / sqrtf(float(D)), out);
     ORCD_CUDA_CHECK_LAUNCH();
 }
 

@@ -2,11 +2,13 @@
 #include "cuda_check.h"
 #include "kernels/dequant.cuh"
 #include "kernels/kernels.h"
+#include "kernels/launch.cuh"
 
 namespace orcd::cuda {
 
 template <TensorType T>
 __global__ void embed_kernel(const uint8_t* table, size_t row_bytes, int64_t dim, const int32_t* ids, float* out) {
+    pdl_enter();
     const int i = blockIdx.y;
     const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (8 * g >= dim) return;
@@ -23,8 +25,8 @@ void launch_embed(const Weight& table, const int32_t* ids, int n, float* out, cu
     const int threads = 128;
     const dim3 grid(unsigned((table.cols / 8 + threads - 1) / threads), unsigned(n));
     dispatch_type(table.type, [&]<TensorType T>() {
-        embed_kernel<T><<<grid, threads, 0, stream>>>(static_cast<const uint8_t*>(table.data), row_bytes, table.cols,
-                                                      ids, out);
+        launch_pdl(embed_kernel<T>, grid, threads, 0, stream, static_cast<const uint8_t*>(table.data), row_bytes,
+                   table.cols, ids, out);
     });
     ORCD_CUDA_CHECK_LAUNCH();
 }

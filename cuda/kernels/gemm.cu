@@ -11,6 +11,7 @@
 #include "cuda_check.h"
 #include "kernels/dequant.cuh"
 #include "kernels/kernels.h"
+#include "kernels/launch.cuh"
 
 namespace orcd::cuda {
 
@@ -85,6 +86,7 @@ __global__ void __launch_bounds__(kThreads)
     __shared__ __align__(32) __half As[kTileM][kLd];
     __shared__ __align__(32) __half Bs[kTileN][kLd];
     __shared__ __align__(32) float Cs[kTileM][kTileN + 4];
+    pdl_enter();
 
     const int m0 = blockIdx.y * kTileM;
     const int64_t r0 = int64_t(blockIdx.x) * kTileN;
@@ -142,9 +144,8 @@ void launch_gemm(const Weight& w, const float* x, int n, float* out, int ldo, co
     if (n == 0) return;
     const dim3 grid(unsigned((w.rows + kTileN - 1) / kTileN), unsigned((n + kTileM - 1) / kTileM));
     dispatch_type(w.type, [&]<TensorType T>() {
-        gemm_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const uint8_t*>(w.data),
-                                                      gguf::row_bytes(w.type, w.cols), w.rows, w.cols, x, n, out,
-                                                      ldo, bias, accumulate);
+        launch_pdl(gemm_kernel<T>, grid, kThreads, 0, stream, static_cast<const uint8_t*>(w.data),
+                   gguf::row_bytes(w.type, w.cols), w.rows, w.cols, x, n, out, ldo, bias, accumulate);
     });
     ORCD_CUDA_CHECK_LAUNCH();
 }

@@ -25,6 +25,16 @@ constexpr int kMatvecMaxTokens = 8;
 // out[i, r] (+)= x[i, :] . W[r, :] (+ bias[r]) for n <= kMatvecMaxTokens tokens.
 void launch_matvec(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
                    cudaStream_t stream);
+// One token whose input is transformed on the way in (the op before it fused away):
+//   Plain: x;  Norm: rms_norm(x) * norm_w (eps).
+enum class MatvecInput { Plain, Norm };
+struct MatvecIn {
+    const float* x = nullptr;
+    const float* norm_w = nullptr;
+    float eps = 0.0f;
+};
+void launch_matvec1(const Weight& w, MatvecInput input, const MatvecIn& in, float* out, int ldo, const float* bias,
+                    bool accumulate, cudaStream_t stream);
 // The same product for any n, on tensor cores (fp16 operands, fp32 accumulation).
 void launch_gemm(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
                  cudaStream_t stream);
@@ -36,6 +46,10 @@ void launch_rope(float* qkv, int n, int ld, const int32_t* positions, const Rope
 // Cache layout: [n_kv_heads, max_context, head_dim].
 void launch_kv_store(const float* qkv, int ld, int n, const int32_t* positions, int n_heads, int n_kv_heads,
                      int head_dim, int max_context, __half* k_cache, __half* v_cache, cudaStream_t stream);
+
+// RoPE of q and k (as launch_rope) and the store of k and v (as launch_kv_store) in one launch.
+void launch_rope_store(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p, int max_context,
+                       __half* k_cache, __half* v_cache, cudaStream_t stream);
 
 struct AttentionShape {
     int n_heads = 0, n_kv_heads = 0, head_dim = 0, max_context = 0;
@@ -49,16 +63,21 @@ void launch_attention_prefill(const float* qkv, int ld, int n, const int32_t* po
 
 // One query token: split-K (flash-decoding) over the cache. The KV length is read
 // from positions[0] on the device, so a captured graph replays at any position.
-// partials holds n_heads * splits * (head_dim + 2) floats.
+// partials holds n_heads * splits * (head_dim + 2) floats; counters n_kv_heads
+// zeros (the kernel leaves them zero again).
 int attention_decode_splits(const AttentionShape& shape);
 void launch_attention_decode(const float* qkv, const int32_t* positions, const __half* k_cache,
-                             const __half* v_cache, const AttentionShape& shape, float* partials, float* out,
-                             cudaStream_t stream);
+                             const __half* v_cache, const AttentionShape& shape, float* partials,
+                             unsigned* counters, float* out, cudaStream_t stream);
 
 // out[i, j] = silu(gate_up[i, j]) * gate_up[i, n_ff + j].
 void launch_swiglu(const float* gate_up, int n, int n_ff, float* out, cudaStream_t stream);
 
 // Index of the largest of n values (the first on ties), written to *result on the device.
 void launch_argmax(const float* x, int n, int32_t* result, cudaStream_t stream);
+
+// The k largest of n values (1 <= k <= n): exactly k (index, value) pairs in no
+// particular order, ties at the k-th value resolved towards lower indices.
+void launch_top_k(const float* x, int n, int k, int32_t* indices, float* values, cudaStream_t stream);
 
 }  // namespace orcd::cuda

@@ -1,11 +1,13 @@
 // RMSNorm: one block per row; the sum of squares in fp32 through a block reduction.
 #include "cuda_check.h"
 #include "kernels/kernels.h"
+#include "kernels/launch.cuh"
 #include "kernels/reduce.cuh"
 
 namespace orcd::cuda {
 
 __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int dim, float* out) {
+    pdl_enter();
     const float* xr = x + size_t(blockIdx.x) * dim;
     float* orow = out + size_t(blockIdx.x) * dim;
     float sum = 0.0f;
@@ -17,7 +19,7 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int d
 
 void launch_rms_norm(const float* x, const float* w, float eps, int n, int dim, float* out, cudaStream_t stream) {
     if (n == 0) return;
-    rms_norm_kernel<<<n, 256, 0, stream>>>(x, w, eps, dim, out);
+    launch_pdl(rms_norm_kernel, n, 256, 0, stream, x, w, eps, dim, out);
     ORCD_CUDA_CHECK_LAUNCH();
 }
 

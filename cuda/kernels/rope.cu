@@ -4,28 +4,26 @@
 // were already added by the projection's epilogue.
 #include "cuda_check.h"
 #include "kernels/kernels.h"
+#include "kernels/launch.cuh"
+#include "kernels/rope.cuh"
 
 namespace orcd::cuda {
 
 __global__ void rope_kernel(float* qkv, int n, int ld, const int32_t* positions, int heads, int head_dim,
                             int rope_dim, bool neox, float freq_base, float freq_scale, float attn_factor,
                             const float* freq_factors) {
+    pdl_enter();
     const int half = rope_dim / 2;
     const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (idx >= int64_t(n) * heads * half) return;
     const int i = int(idx % half);
     const int h = int((idx / half) % heads);
     const int t = int(idx / (int64_t(half) * heads));
-    // The angle in double: at positions of several thousand a float angle would be
-    // off by ~1e-3 rad; the few sincos per token cost nothing next to the matmuls.
-    double freq = pow(double(freq_base), -2.0 * i / rope_dim);
-    if (freq_factors) freq /= freq_factors[i];
-    const double theta = double(positions[t]) * freq_scale * freq;
-    double sd, cd;
-    sincos(theta, &sd, &cd);
-    const float c = float(cd * attn_factor), s = float(sd * attn_factor);
+    float c, s;
+    rope_cos_sin(positions[t], i, rope_dim, freq_base, freq_scale, attn_factor, freq_factors, c, s);
     float* head = qkv + int64_t(t) * ld + int64_t(h) * head_dim;  // q heads, then k heads: contiguous
-    const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    int a, b;
+    rope_pair(neox, i, half, a, b);
     const float x0 = head[a], x1 = head[b];
     head[a] = x0 * c - x1 * s;
     head[b] = x0 * s + x1 * c;
@@ -35,9 +33,8 @@ void launch_rope(float* qkv, int n, int ld, const int32_t* positions, const Rope
     const int heads = p.n_heads + p.n_kv_heads;
     const int64_t total = int64_t(n) * heads * (p.rope_dim / 2);
     if (total == 0) return;
-    rope_kernel<<<unsigned((total + 255) / 256), 256, 0, stream>>>(
-        qkv, n, ld, positions, heads, p.head_dim, p.rope_dim, p.style == RopeStyle::NeoX, p.freq_base, p.freq_scale,
-        p.attn_factor, p.freq_factors);
+    launch_pdl(rope_kernel, unsigned((total + 255) / 256), 256, 0, stream, qkv, n, ld, positions, heads, p.head_dim,
+               p.rope_dim, p.style == RopeStyle::NeoX, p.freq_base, p.freq_scale, p.attn_factor, p.freq_factors);
     ORCD_CUDA_CHECK_LAUNCH();
 }
 

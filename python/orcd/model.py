@@ -41,6 +41,24 @@ class Session:
         """Append one token; return the float32 logits of its position [n_vocab]."""
         return self._s.decode(int(token_id))
 
+    def prefill_greedy(self, ids) -> int:
+        """Append ids; return the id of the largest logit of the last position (lowest id on ties).
+        The choice is made on the device: only that id is copied back."""
+        return self._s.prefill_greedy(_as_ids(ids))
+
+    def decode_greedy(self, token_id: int) -> int:
+        """Append one token; return the id of the largest logit of its position (chosen on the device)."""
+        return self._s.decode_greedy(int(token_id))
+
+    def prefill_top_k(self, ids, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Append ids; return the k largest logits of the last position as (ids int32, logits float32),
+        largest first, equal logits by lower id. 1 <= k <= min(n_vocab, 1024)."""
+        return self._s.prefill_top_k(_as_ids(ids), int(k))
+
+    def decode_top_k(self, token_id: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Append one token; return the k largest logits of its position as (ids, logits), as prefill_top_k."""
+        return self._s.decode_top_k(int(token_id), int(k))
+
     @property
     def n_past(self) -> int:
         return self._s.n_past

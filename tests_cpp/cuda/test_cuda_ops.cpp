@@ -285,6 +285,64 @@ TEST_F(CudaOps, Argmax) {
     }
 }
 
+// The fused sequences (norm folded into the products, SwiGLU folded into the
+// down product) against the CPU's op-by-op defaults: one token (the fused CUDA
+// path) and three (the op-by-op path), every type, two parts with bias.
+TEST_F(CudaOps, NormedMatmulsAndSwigluMatmul) {
+    for (TensorType t : kAllTypes) {
+        const uint64_t dim = gguf::traits(t).block_size == 256 ? 1024u : 896u;
+        SCOPED_TRACE(gguf::traits(t).name);
+        WeightSet ws;
+        build_weights(ws, {{"norm", TensorType::F32, dim, 1}, {"wa", t, dim, 40}, {"wb", t, dim, 24},
+                           {"ba", TensorType::F32, 40, 1}, {"down", t, dim, 72}},
+                      *cpu, *gpu, rng);
+        for (int n : {1, 3}) {
+            const int ldo = 70;
+            auto x = random_floats(size_t(n) * dim, rng, -3, 3);
+            auto init = random_floats(size_t(n) * ldo, rng);
+            std::vector<float> h(size_t(n) * dim), ref = init;
+            const std::vector<Projection> cparts = {{ws.cpu[1], ws.cpu[3], 0}, {ws.cpu[2], {}, 42}};
+            const std::vector<Projection> gparts = {{ws.gpu[1], ws.gpu[3], 0}, {ws.gpu[2], {}, 42}};
+            cpu->normed_matmuls(x.data(), ws.cpu[0], 1e-6f, n, int(dim), h.data(), cparts, ref.data(), ldo);
+            DeviceVec<float> dx(x), dh(h), out(init);
+            gpu->normed_matmuls(dx.ptr, ws.gpu[0], 1e-6f, n, int(dim), dh.ptr, gparts, out.ptr, ldo);
+            EXPECT_LT(rel_error(out.host(), ref), 2e-5) << "normed, n " << n;
+
+            auto gu = random_floats(size_t(n) * 2 * dim, rng, -4, 4);
+            auto acc = random_floats(size_t(n) * 80, rng);
+            std::vector<float> ffn(size_t(n) * dim), ref2 = acc;
+            cpu->swiglu_matmul(gu.data(), n, int(dim), ffn.data(), ws.cpu[4], ref2.data(), 80, true);
+            DeviceVec<float> dgu(gu), dffn(ffn), out2(acc);
+            gpu->swiglu_matmul(dgu.ptr, n, int(dim), dffn.ptr, ws.gpu[4], out2.ptr, 80, true);
+            EXPECT_LT(rel_error(out2.host(), ref2), 2e-5) << "swiglu, n " << n;
+        }
+    }
+}
+
+// Top-k on the device against the CPU's exact selection, ties included: a run of
+// equal values across the k-th place, equal zeros of both signs, all-equal input.
+TEST_F(CudaOps, TopK) {
+    for (int n : {1, 1000, 151936}) {
+        auto x = random_floats(size_t(n), rng, -10, 10);
+        if (n >= 1000) {
+            for (int i = 0; i < 40; ++i) x[size_t(i) * (n / 40) + 3] = 9.99f;
+            x[5] = 0.0f;
+            x[6] = -0.0f;
+        }
+        DeviceVec<float> dx(x);
+        for (int k : {1, 7, 40, 256, 1024}) {
+            if (k > n) continue;
+            EXPECT_EQ(gpu->top_k(dx.ptr, n, k), cpu->top_k(x.data(), n, k)) << "n " << n << " k " << k;
+        }
+    }
+    std::vector<float> same(3000, 1.5f);
+    DeviceVec<float> dsame(same);
+    EXPECT_EQ(gpu->top_k(dsame.ptr, 3000, 100), cpu->top_k(same.data(), 3000, 100));
+    std::vector<float> neg = random_floats(5000, rng, -30, -20);
+    DeviceVec<float> dneg(neg);
+    EXPECT_EQ(gpu->top_k(dneg.ptr, 5000, 300), cpu->top_k(neg.data(), 5000, 300));
+}
+
 // Attention through sessions: a prefill of several steps (history in the
 // cache), then decode steps, each compared with the CPU. GQA ratios 1, 4, 7, 8.
 TEST_F(CudaOps, AttentionPrefillAndDecode) {
@@ -319,6 +377,44 @@ TEST_F(CudaOps, AttentionPrefillAndDecode) {
             gpu->attention(*gs, 1, dq.ptr, ld, n, dpos.ptr, out.ptr);
             // K/V and P are fp16 in the CUDA path.
             EXPECT_LT(rel_error(out.host(), ref), 3e-3) << "step of " << n << " at " << pos;
+            pos += n;
+        }
+    }
+}
+
+// RoPE + attention through sessions: steps of several tokens take the op-by-op
+// path, single tokens the fused rotation + cache store. Both styles, a partial
+// rotation (k's unrotated tail goes to the cache too), GQA 7:1 and 1:1.
+TEST_F(CudaOps, RopeAttentionFusedDecode) {
+    struct Case { int n_heads, n_kv_heads, head_dim, rope_dim; RopeStyle style; };
+    const Case cases[] = {{14, 2, 64, 64, RopeStyle::NeoX}, {8, 8, 128, 64, RopeStyle::Normal},
+                          {4, 1, 64, 32, RopeStyle::NeoX}};
+    for (const Case& c : cases) {
+        SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " rope_dim " +
+                     std::to_string(c.rope_dim));
+        ModelConfig cfg;
+        cfg.n_layers = 1; cfg.n_heads = c.n_heads; cfg.n_kv_heads = c.n_kv_heads; cfg.head_dim = c.head_dim;
+        cfg.n_embd = c.n_heads * c.head_dim; cfg.n_ff = 64; cfg.n_vocab = 32;
+        SessionShape shape{1024, 512, 1};
+        RopeParams rp;
+        rp.style = c.style; rp.n_heads = c.n_heads; rp.n_kv_heads = c.n_kv_heads; rp.head_dim = c.head_dim;
+        rp.rope_dim = c.rope_dim; rp.freq_base = 10000.0f;
+        auto cs = cpu->create_session(cfg, shape);
+        auto gs = gpu->create_session(cfg, shape);
+        cs->rope = rp; gs->rope = rp; cs->shape = shape; gs->shape = shape;
+        const int q_dim = c.n_heads * c.head_dim, ld = q_dim + 2 * c.n_kv_heads * c.head_dim;
+        int pos = 0;
+        for (int n : {37, 1, 1, 200, 1, 1, 1}) {
+            auto qkv = random_floats(size_t(n) * ld, rng, -2, 2);
+            std::vector<int32_t> positions(n);
+            for (int i = 0; i < n; ++i) positions[i] = pos + i;
+            std::vector<float> ref(size_t(n) * q_dim), cqkv = qkv;
+            cpu->rope_attention(*cs, 0, cqkv.data(), ld, n, positions.data(), ref.data());
+            DeviceVec<float> dq(qkv), out(std::vector<float>(ref.size(), NAN));
+            DeviceVec<int32_t> dpos(positions);
+            gpu->rope_attention(*gs, 0, dq.ptr, ld, n, dpos.ptr, out.ptr);
+            EXPECT_LT(rel_error(out.host(), ref), 3e-3) << "step of " << n << " at " << pos;
+            EXPECT_LT(rel_error(dq.host(), cqkv), 1e-6) << "rotated q and k, step of " << n << " at " << pos;
             pos += n;
         }
     }

@@ -14,6 +14,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <utility>
 #include <vector>
 
 #include "orcd/error.h"
@@ -101,6 +103,22 @@ public:
     virtual std::span<const float> prefill_all(std::span<const int32_t> ids) = 0;
     /// Appends one token and returns the logits of its position. Throws as prefill.
     virtual std::span<const float> decode(int32_t id) = 0;
+
+    /// Greedy decoding: like prefill / decode, but return the id of the largest
+    /// logit of the last position (the lowest id on ties) instead of the logits.
+    /// The choice is made on the device, so only that id is copied back. Throws
+    /// as prefill / decode. The span returned by an earlier call is not updated.
+    virtual int32_t prefill_greedy(std::span<const int32_t> ids) = 0;
+    virtual int32_t decode_greedy(int32_t id) = 0;
+
+    /// For sampling: like prefill / decode, but return the k largest logits of the
+    /// last position as (id, logit) pairs, largest first, equal logits by lower id.
+    /// The selection runs on the device; the host sees k candidates. Throws
+    /// InvalidArgument when k < 1 or k > min(n_vocab, kMaxTopK) (the session is
+    /// then unchanged), otherwise as prefill / decode.
+    static constexpr int kMaxTopK = 1024;
+    virtual std::vector<std::pair<int32_t, float>> prefill_top_k(std::span<const int32_t> ids, int k) = 0;
+    virtual std::vector<std::pair<int32_t, float>> decode_top_k(int32_t id, int k) = 0;
 
     /// Tokens in the context. Never throws.
     virtual int n_past() const = 0;

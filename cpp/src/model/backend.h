@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/rope.h"
@@ -92,19 +93,72 @@ public:
     // out[i, j] = silu(gate_up[i, j]) * gate_up[i, n_ff + j].
     virtual void swiglu(const float* gate_up, int n, int n_ff, float* out) = 0;
 
+    // Fused sequences the forward pass asks for; a backend that can fold the first
+    // op into the products overrides them (CUDA, one token: no launch, no round
+    // trip through h or ffn). The defaults run the ops one after the other.
+    //
+    // h = rms_norm(x) * norm (n rows of dim; h is scratch that a fusing backend may
+    // leave unwritten), then for each part:
+    // out[:, offset..] = h . part.w^T (+ part.bias), out row stride ldo.
+    virtual void normed_matmuls(const float* x, const Weight& norm, float eps, int n, int dim, float* h,
+                                const std::vector<Projection>& parts, float* out, int ldo) {
+        rms_norm(x, norm, eps, n, dim, h);
+        for (const Projection& p : parts)
+            matmul(p.w, h, n, out + p.offset, ldo, p.bias ? &p.bias : nullptr, false);
+    }
+    // rope(qkv) with the session's parameters, then attention (which stores k and v).
+    virtual void rope_attention(BackendSession& s, int layer, float* qkv, int ld, int n, const int32_t* positions,
+                                float* out) {
+        rope(qkv, n, ld, positions, s.rope);
+        attention(s, layer, qkv, ld, n, positions, out);
+    }
+    // ffn = swiglu(gate_up), then out (+)= ffn . w^T.
+    virtual void swiglu_matmul(const float* gate_up, int n, int n_ff, float* ffn, const Weight& w, float* out, int ldo,
+                               bool accumulate) {
+        swiglu(gate_up, n, n_ff, ffn);
+        matmul(w, ffn, n, out, ldo, nullptr, accumulate);
+    }
+
     // Copies count floats from the backend's memory to the host (waits for the work before it).
     virtual void download(const float* src, size_t count, float* dst) = 0;
+
+    // Makes s the session whose stream and buffers the following calls on this
+    // thread use (nullptr: none). Sessions of one model may then run on
+    // different threads at once. The CPU backend needs nothing.
+    virtual void bind(BackendSession* /*s*/) {}
 
     // Index of the largest of n values in the backend's memory (the first on ties):
     // greedy decoding then copies one int to the host instead of the logits.
     virtual int32_t argmax(const float* x, int n) {
         std::vector<float> host(static_cast<size_t>(n));
         download(x, size_t(n), host.data());
-        int32_t best = 0;
-        for (int i = 1; i < n; ++i)
-            if (host[i] > host[best]) best = i;
-        return best;
+        return argmax_host(host.data(), n);
     }
+
+    // The k largest of n values in the backend's memory as (index, value), largest
+    // first, equal values by lower index; 1 <= k <= min(n, kMaxTopK) (the caller checks).
+    static constexpr int kMaxTopK = Session::kMaxTopK;
+    virtual std::vector<std::pair<int32_t, float>> top_k(const float* x, int n, int k) {
+        std::vector<float> host(static_cast<size_t>(n));
+        download(x, size_t(n), host.data());
+        return top_k_host(host.data(), n, k);
+    }
+
+    // The host versions (exact), also used to order a device's candidates.
+    static int32_t argmax_host(const float* x, int n);
+    static std::vector<std::pair<int32_t, float>> top_k_host(const float* x, int n, int k);
+};
+
+// Binds a session to its backend for one call on this thread (Backend::bind).
+class BoundSession {
+public:
+    BoundSession(Backend& b, BackendSession& s) : b_(b) { b_.bind(&s); }
+    ~BoundSession() { b_.bind(nullptr); }
+    BoundSession(const BoundSession&) = delete;
+    BoundSession& operator=(const BoundSession&) = delete;
+
+private:
+    Backend& b_;
 };
 
 // The backend for a device; throws InvalidArgument / Unsupported when it cannot be had.

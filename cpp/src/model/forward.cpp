@@ -11,37 +11,22 @@ void attention_block(const ModelConfig& c, const LayerWeights& L, int layer, Bac
     Activations& a = s.act;
     const int q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
     const int ld = q_dim + 2 * kv_dim;
-    b.rms_norm(a.x, L.attn_norm, c.rms_eps, n, c.n_embd, a.h);
-    if (L.wqkv) {
-        b.matmul(L.wqkv, a.h, n, a.qkv, ld, nullptr, false);
-    } else {
-        b.matmul(L.wq, a.h, n, a.qkv, ld, L.bq ? &L.bq : nullptr, false);
-        b.matmul(L.wk, a.h, n, a.qkv + q_dim, ld, L.bk ? &L.bk : nullptr, false);
-        b.matmul(L.wv, a.h, n, a.qkv + q_dim + kv_dim, ld, L.bv ? &L.bv : nullptr, false);
-    }
-    b.rope(a.qkv, n, ld, a.positions, s.rope);
-    b.attention(s, layer, a.qkv, ld, n, a.positions, a.attn);
+    b.normed_matmuls(a.x, L.attn_norm, c.rms_eps, n, c.n_embd, a.h, L.qkv_parts, a.qkv, ld);
+    b.rope_attention(s, layer, a.qkv, ld, n, a.positions, a.attn);
     b.matmul(L.wo, a.attn, n, a.x, c.n_embd, nullptr, /*accumulate=*/true);
 }
 
 void ffn_block(const ModelConfig& c, const LayerWeights& L, Backend& b, BackendSession& s, int n) {
     Activations& a = s.act;
-    b.rms_norm(a.x, L.ffn_norm, c.rms_eps, n, c.n_embd, a.h);
-    if (L.w_gate_up) {
-        b.matmul(L.w_gate_up, a.h, n, a.gate_up, 2 * c.n_ff, nullptr, false);
-    } else {
-        b.matmul(L.w_gate, a.h, n, a.gate_up, 2 * c.n_ff, nullptr, false);
-        b.matmul(L.w_up, a.h, n, a.gate_up + c.n_ff, 2 * c.n_ff, nullptr, false);
-    }
-    b.swiglu(a.gate_up, n, c.n_ff, a.ffn);
-    b.matmul(L.w_down, a.ffn, n, a.x, c.n_embd, nullptr, /*accumulate=*/true);
+    b.normed_matmuls(a.x, L.ffn_norm, c.rms_eps, n, c.n_embd, a.h, L.gate_up_parts, a.gate_up, 2 * c.n_ff);
+    b.swiglu_matmul(a.gate_up, n, c.n_ff, a.ffn, L.w_down, a.x, c.n_embd, /*accumulate=*/true);
 }
 
 // Final norm and output projection of `rows` rows of the residual stream starting at `first`.
 void logits_rows(const ModelConfig& c, const ModelWeights& w, Backend& b, BackendSession& s, int first, int rows) {
     Activations& a = s.act;
-    b.rms_norm(a.x + int64_t(first) * c.n_embd, w.output_norm, c.rms_eps, rows, c.n_embd, a.h);
-    b.matmul(w.output, a.h, rows, a.logits, c.n_vocab, nullptr, false);
+    b.normed_matmuls(a.x + int64_t(first) * c.n_embd, w.output_norm, c.rms_eps, rows, c.n_embd, a.h,
+                     {Projection{w.output, {}, 0}}, a.logits, c.n_vocab);
 }
 
 }  // namespace
@@ -61,7 +46,7 @@ void forward_step(const ModelConfig& c, const ModelWeights& w, Backend& b, Backe
         if (replayable) b.end_step(s, n);
     }
     if (!all_rows) {
-        b.download(s.act.logits, size_t(c.n_vocab), dst);
+        if (dst) b.download(s.act.logits, size_t(c.n_vocab), dst);
         return;
     }
     for (int first = 0; first < n; first += s.shape.logit_rows) {

@@ -18,6 +18,39 @@ constexpr int kLogitRows = 32;   // rows of logits per output step when all are 
 
 class ModelImpl;
 
+// b continues a in memory: the same type and row length, b's rows (and bias)
+// starting where a's end. Then [a; b] is one weight.
+bool adjacent(const Projection& a, const Projection& b) {
+    if (a.w.type != b.w.type || a.w.cols != b.w.cols || bool(a.bias) != bool(b.bias)) return false;
+    const auto* end = static_cast<const char*>(a.w.data) + gguf::row_bytes(a.w.type, a.w.cols) * size_t(a.w.rows);
+    if (end != b.w.data || b.offset != a.offset + a.w.rows) return false;
+    if (!a.bias) return true;
+    if (a.bias.type != gguf::TensorType::F32 || b.bias.type != gguf::TensorType::F32) return false;
+    return static_cast<const char*>(a.bias.data) + sizeof(float) * size_t(a.bias.cols) == b.bias.data;
+}
+
+// Merges runs of adjacent blocks (fewer, larger matrix products).
+std::vector<Projection> merge_adjacent(const std::vector<Projection>& parts) {
+    std::vector<Projection> out;
+    for (const Projection& p : parts) {
+        if (!out.empty() && adjacent(out.back(), p)) {
+            out.back().w.rows += p.w.rows;
+            if (p.bias) out.back().bias.cols += p.bias.cols;
+        } else {
+            out.push_back(p);
+        }
+    }
+    return out;
+}
+
+void plan_projections(const ModelConfig& c, LayerWeights& L) {
+    const int64_t q_dim = int64_t(c.n_heads) * c.head_dim, kv_dim = int64_t(c.n_kv_heads) * c.head_dim;
+    L.qkv_parts = L.wqkv ? std::vector<Projection>{{L.wqkv, {}, 0}}
+                         : merge_adjacent({{L.wq, L.bq, 0}, {L.wk, L.bk, q_dim}, {L.wv, L.bv, q_dim + kv_dim}});
+    L.gate_up_parts = L.w_gate_up ? std::vector<Projection>{{L.w_gate_up, {}, 0}}
+                                  : merge_adjacent({{L.w_gate, {}, 0}, {L.w_up, {}, c.n_ff}});
+}
+
 class SessionImpl final : public Session {
 public:
     SessionImpl(std::shared_ptr<ModelImpl> model, std::unique_ptr<BackendSession> state);
@@ -26,6 +59,12 @@ public:
     std::span<const float> prefill(std::span<const int32_t> ids) override { return run(ids, false); }
     std::span<const float> prefill_all(std::span<const int32_t> ids) override { return run(ids, true); }
     std::span<const float> decode(int32_t id) override { return run({&id, 1}, false); }
+    int32_t prefill_greedy(std::span<const int32_t> ids) override { return greedy(ids); }
+    int32_t decode_greedy(int32_t id) override { return greedy({&id, 1}); }
+    std::vector<std::pair<int32_t, float>> prefill_top_k(std::span<const int32_t> ids, int k) override {
+        return top_k(ids, k);
+    }
+    std::vector<std::pair<int32_t, float>> decode_top_k(int32_t id, int k) override { return top_k({&id, 1}, k); }
     int n_past() const override { return n_past_; }
     int max_context() const override { return state_->shape.max_context; }
     void rewind(int n) override;
@@ -33,6 +72,11 @@ public:
 
 private:
     std::span<const float> run(std::span<const int32_t> ids, bool all_rows);
+    int32_t greedy(std::span<const int32_t> ids);
+    std::vector<std::pair<int32_t, float>> top_k(std::span<const int32_t> ids, int k);
+    // Checks ids, then runs them; the last position's logits end in dst (the
+    // host), or stay on the backend when dst is null and !all_rows.
+    void advance(std::span<const int32_t> ids, bool all_rows, float* dst);
 
     std::shared_ptr<ModelImpl> model_;
     std::unique_ptr<BackendSession> state_;
@@ -58,6 +102,7 @@ public:
         std::vector<Weight> placed = backend_->load_weights(*file_, tensors);
         for (size_t i = 0; i < slots.size(); ++i) *slots[i].slot = placed[i];
         if (config_.tied_output) weights_.output = weights_.tok_embd;
+        for (LayerWeights& L : weights_.layers) plan_projections(config_, L);
         if (!weights_.rope_freq_factors_long) {
             std::vector<float> factors = llama3_rope_factors(config_, *file_);
             if (!factors.empty()) weights_.rope_freq_factors_long = backend_->upload_floats(factors);
@@ -129,7 +174,7 @@ void SessionImpl::reset() {
     n_past_ = 0;
 }
 
-std::span<const float> SessionImpl::run(std::span<const int32_t> ids, bool all_rows) {
+void SessionImpl::advance(std::span<const int32_t> ids, bool all_rows, float* dst) {
     model_->check_open();
     const ModelConfig& c = model_->config();
     const int n = static_cast<int>(ids.size());
@@ -142,16 +187,41 @@ std::span<const float> SessionImpl::run(std::span<const int32_t> ids, bool all_r
         throw Error(ErrorKind::InvalidArgument, "context overflow: " + std::to_string(n_past_) + " tokens in the context + " +
                                                     std::to_string(ids.size()) + " new exceed max_context " +
                                                     std::to_string(max_context()) + "; rewind, reset, or use a session with a larger max_context");
-    logits_.resize(size_t(all_rows ? n : 1) * c.n_vocab);
     const int step = state_->shape.max_batch;
     for (int first = 0; first < n; first += step) {
         int count = std::min(step, n - first);
         // Without all_rows only the last chunk's logits survive; earlier ones are overwritten.
-        float* dst = all_rows ? logits_.data() + size_t(first) * c.n_vocab : logits_.data();
-        forward_step(c, model_->weights(), model_->backend(), *state_, ids.data() + first, count, n_past_ + first, all_rows, dst);
+        float* out = all_rows ? dst + size_t(first) * c.n_vocab : dst;
+        forward_step(c, model_->weights(), model_->backend(), *state_, ids.data() + first, count, n_past_ + first, all_rows, out);
     }
     n_past_ += n;
+}
+
+std::span<const float> SessionImpl::run(std::span<const int32_t> ids, bool all_rows) {
+    model_->check_open();
+    BoundSession bound(model_->backend(), *state_);
+    logits_.resize(size_t(all_rows ? std::max<size_t>(ids.size(), 1) : 1) * model_->config().n_vocab);
+    advance(ids, all_rows, logits_.data());
     return logits_;
+}
+
+int32_t SessionImpl::greedy(std::span<const int32_t> ids) {
+    model_->check_open();
+    BoundSession bound(model_->backend(), *state_);
+    advance(ids, false, nullptr);
+    return model_->backend().argmax(state_->act.logits, model_->config().n_vocab);
+}
+
+std::vector<std::pair<int32_t, float>> SessionImpl::top_k(std::span<const int32_t> ids, int k) {
+    model_->check_open();
+    const int limit = std::min(model_->config().n_vocab, kMaxTopK);
+    if (k < 1 || k > limit)
+        throw Error(ErrorKind::InvalidArgument, "top-k needs 1 <= k <= " + std::to_string(limit) + " (min of the vocabulary and " +
+                                                    std::to_string(kMaxTopK) + "), got " + std::to_string(k) +
+                                                    "; for more, use decode() and select on the host");
+    BoundSession bound(model_->backend(), *state_);
+    advance(ids, false, nullptr);
+    return model_->backend().top_k(state_->act.logits, model_->config().n_vocab, k);
 }
 
 }  // namespace

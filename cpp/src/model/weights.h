@@ -17,6 +17,15 @@ struct Weight {
     explicit operator bool() const { return data != nullptr; }
 };
 
+// A block of rows of a projection whose output is written from column `offset`
+// of a wider buffer (q, k, v side by side; gate, up side by side), with an
+// optional bias.
+struct Projection {
+    Weight w;
+    Weight bias;
+    int64_t offset = 0;
+};
+
 // Per layer; a weight an architecture lacks is left empty (fused or split QKV,
 // fused or split gate/up, optional biases).
 struct LayerWeights {
@@ -27,6 +36,10 @@ struct LayerWeights {
     Weight ffn_norm;
     Weight w_gate, w_up, w_gate_up;
     Weight w_down;
+    // The QKV and gate/up products as the forward pass runs them: split weights
+    // that lie next to each other in the backend's memory with one type are
+    // merged into one block (one matrix product, one launch). Set after loading.
+    std::vector<Projection> qkv_parts, gate_up_parts;
 };
 
 struct ModelWeights {
