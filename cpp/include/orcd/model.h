@@ -15,7 +15,6 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <utility>
 #include <vector>
 
 #include "orcd/error.h"
