@@ -129,6 +129,9 @@ struct DeviceVec {
     explicit DeviceVec(const std::vector<T>& host) : n(host.size()) {
         EXPECT_EQ(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)), cudaSuccess);
         EXPECT_EQ(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+        // A copy from pageable memory may still be in flight when cudaMemcpy
+        // returns, and the backend's streams do not wait for the legacy stream.
+        EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     }
     ~DeviceVec() { cudaFree(ptr); }
     std::vector<T> host() const {
