@@ -186,6 +186,9 @@ public:
         ORCD_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(1, values.size()) * sizeof(float)));
         extra_.push_back(p);
         ORCD_CUDA_CHECK(cudaMemcpy(p, values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice));
+        // From pageable memory the copy may still be in flight here; the sessions'
+        // non-blocking streams would not wait for it.
+        ORCD_CUDA_CHECK(cudaDeviceSynchronize());
         extra_bytes_ += values.size() * sizeof(float);
         Weight w;
         w.type = gguf::TensorType::F32;
