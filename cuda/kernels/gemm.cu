@@ -1,11 +1,14 @@
 // Prefill matrix product on tensor cores: out[n, rows] = x[n, cols] . W^T.
 //
-// v1: 64x64 output tiles (tokens x weight rows), 4 warps of 32x32, K steps of
-// 32. Each step the block decodes its 64x32 slice of the quantised weight
-// straight into shared memory as fp16 (the weight is read once per token tile,
-// never expanded in device memory) and converts the fp32 activations to fp16;
-// wmma 16x16x16 fragments accumulate in fp32. The next step's global loads are
-// issued before the current step's mma so that memory and math overlap.
+// v2: 8 warps per block and a tile of TM tokens x 64 weight rows, TM = 128
+// where that still gives every SM a block (the weight is decoded once per 128
+// tokens instead of per 64, halving the decode work) and TM = 64 for the narrow
+// products (896 rows x 512 tokens would be only 56 blocks of 128 tokens on 132
+// SMs). K steps of 32 through two shared buffers: the step k+1 global loads
+// (weights decoded from the quantised blocks, activations converted to fp16)
+// are held in registers while the warps run step k's mma from one buffer, then
+// stored into the other, so each step needs one block barrier instead of two.
+// wmma 16x16x16 fragments accumulate in fp32.
 #include <mma.h>
 
 #include "cuda_check.h"
@@ -17,8 +20,8 @@ namespace orcd::cuda {
 
 namespace {
 
-constexpr int kTileM = 64, kTileN = 64, kTileK = 32;
-constexpr int kThreads = 128;
+constexpr int kTileN = 64, kTileK = 32;
+constexpr int kThreads = 256;
 constexpr int kPad = 8;  // halves of padding per shared row: spreads wmma loads over the banks
 constexpr int kLd = kTileK + kPad;
 
@@ -33,119 +36,159 @@ __device__ __forceinline__ Half8 to_half8(const float v[8]) {
     return o;
 }
 
-// The loads of one K step, held in registers between the global read and the shared store.
-struct StepLoads {
-    float a[2][8];  // two groups of 8 activations
-    float b[2][8];  // two groups of 8 decoded weights
+// The shared memory of one block: two operand buffers during the K loop, then
+// (after a barrier) the fp32 output tile for the coalesced epilogue.
+template <int TM>
+struct Smem {
+    struct Operands {
+        __half a[2][TM][kLd];
+        __half b[2][kTileN][kLd];
+    };
+    union {
+        Operands op;
+        float c[TM][kTileN + 4];
+    };
 };
 
-template <TensorType T>
-__device__ __forceinline__ void load_step(StepLoads& s, const float* x, int n, int64_t cols, const uint8_t* w,
+// One K step's operands in registers, already fp16: A has TM x 4 groups of 8
+// (TM / 64 per thread), B 64 x 4 (one per thread).
+template <int TM>
+struct StepRegs {
+    static constexpr int kA = TM * 4 / kThreads;
+    Half8 a[kA];
+    Half8 b;
+};
+
+template <TensorType T, int TM>
+__device__ __forceinline__ void load_step(StepRegs<TM>& s, const float* x, int n, int64_t cols, const uint8_t* w,
                                           size_t row_bytes, int64_t rows, int m0, int64_t r0, int64_t k0) {
-    // Each thread owns two (row, group) slots of each operand: 64 rows x 4 groups = 256 slots.
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < StepRegs<TM>::kA; ++i) {
         const int slot = threadIdx.x + i * kThreads;
         const int row = slot / 4, grp = slot % 4;
         const int64_t k = k0 + 8 * grp;
         const int t = m0 + row;
+        float v[8];
         if (t < n && k < cols) {
             const float4* p = reinterpret_cast<const float4*>(x + int64_t(t) * cols + k);
-            const float4 u = p[0], v = p[1];
-            s.a[i][0] = u.x; s.a[i][1] = u.y; s.a[i][2] = u.z; s.a[i][3] = u.w;
-            s.a[i][4] = v.x; s.a[i][5] = v.y; s.a[i][6] = v.z; s.a[i][7] = v.w;
+            const float4 u = p[0], q = p[1];
+            v[0] = u.x; v[1] = u.y; v[2] = u.z; v[3] = u.w; v[4] = q.x; v[5] = q.y; v[6] = q.z; v[7] = q.w;
         } else {
 #pragma unroll
-            for (int j = 0; j < 8; ++j) s.a[i][j] = 0.0f;
+            for (int j = 0; j < 8; ++j) v[j] = 0.0f;
         }
-        const int64_t r = r0 + row;
-        if (r < rows && k < cols) {
-            decode_group<T>(w + size_t(r) * row_bytes, k / 8, s.b[i]);
-        } else {
-#pragma unroll
-            for (int j = 0; j < 8; ++j) s.b[i][j] = 0.0f;
-        }
+        s.a[i] = to_half8(v);
     }
+    const int row = threadIdx.x / 4, grp = threadIdx.x % 4;
+    const int64_t k = k0 + 8 * grp;
+    const int64_t r = r0 + row;
+    float v[8];
+    if (r < rows && k < cols) {
+        decode_group<T>(w + size_t(r) * row_bytes, k / 8, v);
+    } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] = 0.0f;
+    }
+    s.b = to_half8(v);
 }
 
-__device__ __forceinline__ void store_step(const StepLoads& s, __half (*As)[kLd], __half (*Bs)[kLd]) {
+template <int TM>
+__device__ __forceinline__ void store_step(const StepRegs<TM>& s, __half (*As)[kLd], __half (*Bs)[kLd]) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < StepRegs<TM>::kA; ++i) {
         const int slot = threadIdx.x + i * kThreads;
-        const int row = slot / 4, grp = slot % 4;
-        *reinterpret_cast<Half8*>(&As[row][8 * grp]) = to_half8(s.a[i]);
-        *reinterpret_cast<Half8*>(&Bs[row][8 * grp]) = to_half8(s.b[i]);
+        *reinterpret_cast<Half8*>(&As[slot / 4][8 * (slot % 4)]) = s.a[i];
     }
+    *reinterpret_cast<Half8*>(&Bs[threadIdx.x / 4][8 * (threadIdx.x % 4)]) = s.b;
 }
 
-template <TensorType T>
+template <TensorType T, int TM>
 __global__ void __launch_bounds__(kThreads)
     gemm_kernel(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t cols, const float* x, int n, float* out,
                 int ldo, const float* bias, bool accumulate) {
     using namespace nvcuda;
-    __shared__ __align__(32) __half As[kTileM][kLd];
-    __shared__ __align__(32) __half Bs[kTileN][kLd];
-    __shared__ __align__(32) float Cs[kTileM][kTileN + 4];
+    // Warp grid over the tile: 4 x 2 warps of 32x32 for TM = 128, 2 x 4 of 32x16 for TM = 64.
+    constexpr int kWarpsN = TM == 128 ? 2 : 4;
+    constexpr int kWN = kTileN / kWarpsN;
+    constexpr int kFM = 2, kFN = kWN / 16;
+    __shared__ __align__(32) Smem<TM> sm;
     pdl_enter();
 
-    const int m0 = blockIdx.y * kTileM;
+    const int m0 = blockIdx.y * TM;
     const int64_t r0 = int64_t(blockIdx.x) * kTileN;
     const int warp = threadIdx.x / 32;
-    const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
+    const int wm = (warp / kWarpsN) * 32, wn = (warp % kWarpsN) * kWN;
 
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kFM][kFN];
 #pragma unroll
-    for (int i = 0; i < 2; ++i)
+    for (int i = 0; i < kFM; ++i)
 #pragma unroll
-        for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+        for (int j = 0; j < kFN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
-    StepLoads loads;
-    load_step<T>(loads, x, n, cols, w, row_bytes, rows, m0, r0, 0);
+    StepRegs<TM> regs;
+    load_step<T, TM>(regs, x, n, cols, w, row_bytes, rows, m0, r0, 0);
+    store_step<TM>(regs, sm.op.a[0], sm.op.b[0]);
+    __syncthreads();
+    int buf = 0;
     for (int64_t k0 = 0; k0 < cols; k0 += kTileK) {
-        __syncthreads();  // the previous step's fragments are loaded
-        store_step(loads, As, Bs);
-        __syncthreads();
-        if (k0 + kTileK < cols) load_step<T>(loads, x, n, cols, w, row_bytes, rows, m0, r0, k0 + kTileK);
+        const bool more = k0 + kTileK < cols;
+        // Global loads of the next step go out first; their latency hides behind this step's mma.
+        if (more) load_step<T, TM>(regs, x, n, cols, w, row_bytes, rows, m0, r0, k0 + kTileK);
 #pragma unroll
         for (int kk = 0; kk < kTileK; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a[2];
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b[2];
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a[kFM];
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b[kFN];
 #pragma unroll
-            for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a[i], &As[wm + 16 * i][kk], kLd);
+            for (int i = 0; i < kFM; ++i) wmma::load_matrix_sync(a[i], &sm.op.a[buf][wm + 16 * i][kk], kLd);
 #pragma unroll
-            for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(b[j], &Bs[wn + 16 * j][kk], kLd);
+            for (int j = 0; j < kFN; ++j) wmma::load_matrix_sync(b[j], &sm.op.b[buf][wn + 16 * j][kk], kLd);
 #pragma unroll
-            for (int i = 0; i < 2; ++i)
+            for (int i = 0; i < kFM; ++i)
 #pragma unroll
-                for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+                for (int j = 0; j < kFN; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
         }
+        // The other buffer was last read in the previous step, before the barrier that ended it.
+        if (more) store_step<TM>(regs, sm.op.a[buf ^ 1], sm.op.b[buf ^ 1]);
+        __syncthreads();
+        buf ^= 1;
     }
+    // The loop's last barrier ends all reads of the operands: the union can hold the output now.
 #pragma unroll
-    for (int i = 0; i < 2; ++i)
+    for (int i = 0; i < kFM; ++i)
 #pragma unroll
-        for (int j = 0; j < 2; ++j)
-            wmma::store_matrix_sync(&Cs[wm + 16 * i][wn + 16 * j], acc[i][j], kTileN + 4, wmma::mem_row_major);
+        for (int j = 0; j < kFN; ++j)
+            wmma::store_matrix_sync(&sm.c[wm + 16 * i][wn + 16 * j], acc[i][j], kTileN + 4, wmma::mem_row_major);
     __syncthreads();
     // Epilogue: consecutive threads write consecutive weight rows of one token (coalesced).
-    for (int e = threadIdx.x; e < kTileM * kTileN; e += kThreads) {
+    for (int e = threadIdx.x; e < TM * kTileN; e += kThreads) {
         const int tm = e / kTileN, tn = e % kTileN;
         const int t = m0 + tm;
         const int64_t r = r0 + tn;
         if (t >= n || r >= rows) continue;
         float* o = out + int64_t(t) * ldo + r;
-        *o = (accumulate ? *o : 0.0f) + Cs[tm][tn] + (bias ? bias[r] : 0.0f);
+        *o = (accumulate ? *o : 0.0f) + sm.c[tm][tn] + (bias ? bias[r] : 0.0f);
     }
 }
+
+constexpr int kSms = 132;  // H100 SXM; only steers the tile choice
 
 }  // namespace
 
 void launch_gemm(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
                  cudaStream_t stream) {
     if (n == 0) return;
-    const dim3 grid(unsigned((w.rows + kTileN - 1) / kTileN), unsigned((n + kTileM - 1) / kTileM));
+    const unsigned row_tiles = unsigned((w.rows + kTileN - 1) / kTileN);
+    const bool wide = int64_t(row_tiles) * ((n + 127) / 128) >= kSms;
     dispatch_type(w.type, [&]<TensorType T>() {
-        launch_pdl(gemm_kernel<T>, grid, kThreads, 0, stream, static_cast<const uint8_t*>(w.data),
-                   gguf::row_bytes(w.type, w.cols), w.rows, w.cols, x, n, out, ldo, bias, accumulate);
+        const auto args = [&](auto kernel, int tm) {
+            launch_pdl(kernel, dim3(row_tiles, unsigned((n + tm - 1) / tm)), kThreads, 0, stream,
+                       static_cast<const uint8_t*>(w.data), gguf::row_bytes(w.type, w.cols), w.rows, w.cols, x,
+                       n, out, ldo, bias, accumulate);
+        };
+        if (wide)
+            args(gemm_kernel<T, 128>, 128);
+        else
+            args(gemm_kernel<T, 64>, 64);
     });
     ORCD_CUDA_CHECK_LAUNCH();
 }
