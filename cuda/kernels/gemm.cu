@@ -4,7 +4,11 @@
 // where that still gives every SM a block (the weight is decoded once per 128
 // tokens instead of per 64, halving the decode work) and TM = 64 for the narrow
 // products (896 rows x 512 tokens would be only 56 blocks of 128 tokens on 132
-// SMs). K steps of 32 through two shared buffers: the step k+1 global loads
+// SMs). K steps through two shared buffers, 32 wide for 128-token tiles and 64
+// for 64-token ones (those blocks are few per SM, so with one step of loads in
+// flight they wait on memory latency; wider steps put twice as many loads in
+// flight and halve the barriers; 128-token tiles at 64 would not fit the 48 KB
+// of static shared memory). The step k+1 global loads
 // (weights decoded from the quantised blocks, activations converted to fp16)
 // are held in registers while the warps run step k's mma from one buffer, then
 // stored into the other, so each step needs one block barrier instead of two.
@@ -20,10 +24,9 @@ namespace orcd::cuda {
 
 namespace {
 
-constexpr int kTileN = 64, kTileK = 32;
+constexpr int kTileN = 64;
 constexpr int kThreads = 256;
 constexpr int kPad = 8;  // halves of padding per shared row: spreads wmma loads over the banks
-constexpr int kLd = kTileK + kPad;
 
 struct __align__(16) Half8 {
     __half2 h[4];
@@ -38,8 +41,9 @@ __device__ __forceinline__ Half8 to_half8(const float v[8]) {
 
 // The shared memory of one block: two operand buffers during the K loop, then
 // (after a barrier) the fp32 output tile for the coalesced epilogue.
-template <int TM>
+template <int TM, int TK>
 struct Smem {
+    static constexpr int kLd = TK + kPad;
     struct Operands {
         __half a[2][TM][kLd];
         __half b[2][kTileN][kLd];
@@ -50,22 +54,24 @@ struct Smem {
     };
 };
 
-// One K step's operands in registers, already fp16: A has TM x 4 groups of 8
-// (TM / 64 per thread), B 64 x 4 (one per thread).
-template <int TM>
+// One K step's operands in registers, already fp16: A has TM x TK/8 groups of 8,
+// B 64 x TK/8, spread evenly over the threads.
+template <int TM, int TK>
 struct StepRegs {
-    static constexpr int kA = TM * 4 / kThreads;
+    static constexpr int kGroups = TK / 8;
+    static constexpr int kA = TM * kGroups / kThreads, kB = kTileN * kGroups / kThreads;
     Half8 a[kA];
-    Half8 b;
+    Half8 b[kB];
 };
 
-template <TensorType T, int TM>
-__device__ __forceinline__ void load_step(StepRegs<TM>& s, const float* x, int n, int64_t cols, const uint8_t* w,
+template <TensorType T, int TM, int TK>
+__device__ __forceinline__ void load_step(StepRegs<TM, TK>& s, const float* x, int n, int64_t cols, const uint8_t* w,
                                           size_t row_bytes, int64_t rows, int m0, int64_t r0, int64_t k0) {
+    using R = StepRegs<TM, TK>;
 #pragma unroll
-    for (int i = 0; i < StepRegs<TM>::kA; ++i) {
+    for (int i = 0; i < R::kA; ++i) {
         const int slot = threadIdx.x + i * kThreads;
-        const int row = slot / 4, grp = slot % 4;
+        const int row = slot / R::kGroups, grp = slot % R::kGroups;
         const int64_t k = k0 + 8 * grp;
         const int t = m0 + row;
         float v[8];
@@ -79,30 +85,39 @@ __device__ __forceinline__ void load_step(StepRegs<TM>& s, const float* x, int n
         }
         s.a[i] = to_half8(v);
     }
-    const int row = threadIdx.x / 4, grp = threadIdx.x % 4;
-    const int64_t k = k0 + 8 * grp;
-    const int64_t r = r0 + row;
-    float v[8];
-    if (r < rows && k < cols) {
-        decode_group<T>(w + size_t(r) * row_bytes, k / 8, v);
-    } else {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) v[j] = 0.0f;
-    }
-    s.b = to_half8(v);
-}
-
-template <int TM>
-__device__ __forceinline__ void store_step(const StepRegs<TM>& s, __half (*As)[kLd], __half (*Bs)[kLd]) {
-#pragma unroll
-    for (int i = 0; i < StepRegs<TM>::kA; ++i) {
+    for (int i = 0; i < R::kB; ++i) {
         const int slot = threadIdx.x + i * kThreads;
-        *reinterpret_cast<Half8*>(&As[slot / 4][8 * (slot % 4)]) = s.a[i];
+        const int row = slot / R::kGroups, grp = slot % R::kGroups;
+        const int64_t k = k0 + 8 * grp;
+        const int64_t r = r0 + row;
+        float v[8];
+        if (r < rows && k < cols) {
+            decode_group<T>(w + size_t(r) * row_bytes, k / 8, v);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; ++j) v[j] = 0.0f;
+        }
+        s.b[i] = to_half8(v);
     }
-    *reinterpret_cast<Half8*>(&Bs[threadIdx.x / 4][8 * (threadIdx.x % 4)]) = s.b;
 }
 
-template <TensorType T, int TM>
+template <int TM, int TK, int Ld>
+__device__ __forceinline__ void store_step(const StepRegs<TM, TK>& s, __half (*As)[Ld], __half (*Bs)[Ld]) {
+    using R = StepRegs<TM, TK>;
+#pragma unroll
+    for (int i = 0; i < R::kA; ++i) {
+        const int slot = threadIdx.x + i * kThreads;
+        *reinterpret_cast<Half8*>(&As[slot / R::kGroups][8 * (slot % R::kGroups)]) = s.a[i];
+    }
+#pragma unroll
+    for (int i = 0; i < R::kB; ++i) {
+        const int slot = threadIdx.x + i * kThreads;
+        *reinterpret_cast<Half8*>(&Bs[slot / R::kGroups][8 * (slot % R::kGroups)]) = s.b[i];
+    }
+}
+
+template <TensorType T, int TM, int TK>
 __global__ void __launch_bounds__(kThreads)
     gemm_kernel(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t cols, const float* x, int n, float* out,
                 int ldo, const float* bias, bool accumulate) {
@@ -111,7 +126,8 @@ __global__ void __launch_bounds__(kThreads)
     constexpr int kWarpsN = TM == 128 ? 2 : 4;
     constexpr int kWN = kTileN / kWarpsN;
     constexpr int kFM = 2, kFN = kWN / 16;
-    __shared__ __align__(32) Smem<TM> sm;
+    constexpr int kLd = Smem<TM, TK>::kLd;
+    __shared__ __align__(32) Smem<TM, TK> sm;
     pdl_enter();
 
     const int m0 = blockIdx.y * TM;
@@ -125,17 +141,17 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int j = 0; j < kFN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
-    StepRegs<TM> regs;
-    load_step<T, TM>(regs, x, n, cols, w, row_bytes, rows, m0, r0, 0);
-    store_step<TM>(regs, sm.op.a[0], sm.op.b[0]);
+    StepRegs<TM, TK> regs;
+    load_step<T, TM, TK>(regs, x, n, cols, w, row_bytes, rows, m0, r0, 0);
+    store_step<TM, TK, kLd>(regs, sm.op.a[0], sm.op.b[0]);
     __syncthreads();
     int buf = 0;
-    for (int64_t k0 = 0; k0 < cols; k0 += kTileK) {
-        const bool more = k0 + kTileK < cols;
+    for (int64_t k0 = 0; k0 < cols; k0 += TK) {
+        const bool more = k0 + TK < cols;
         // Global loads of the next step go out first; their latency hides behind this step's mma.
-        if (more) load_step<T, TM>(regs, x, n, cols, w, row_bytes, rows, m0, r0, k0 + kTileK);
+        if (more) load_step<T, TM, TK>(regs, x, n, cols, w, row_bytes, rows, m0, r0, k0 + TK);
 #pragma unroll
-        for (int kk = 0; kk < kTileK; kk += 16) {
+        for (int kk = 0; kk < TK; kk += 16) {
             wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a[kFM];
             wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b[kFN];
 #pragma unroll
@@ -148,7 +164,7 @@ __global__ void __launch_bounds__(kThreads)
                 for (int j = 0; j < kFN; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
         }
         // The other buffer was last read in the previous step, before the barrier that ended it.
-        if (more) store_step<TM>(regs, sm.op.a[buf ^ 1], sm.op.b[buf ^ 1]);
+        if (more) store_step<TM, TK, kLd>(regs, sm.op.a[buf ^ 1], sm.op.b[buf ^ 1]);
         __syncthreads();
         buf ^= 1;
     }
@@ -186,9 +202,9 @@ void launch_gemm(const Weight& w, const float* x, int n, float* out, int ldo, co
                        n, out, ldo, bias, accumulate);
         };
         if (wide)
-            args(gemm_kernel<T, 128>, 128);
+            args(gemm_kernel<T, 128, 32>, 128);
         else
-            args(gemm_kernel<T, 64>, 64);
+            args(gemm_kernel<T, 64, 64>, 64);
     });
     ORCD_CUDA_CHECK_LAUNCH();
 }
