@@ -139,6 +139,20 @@ def test_decodes_after_prefill_equal_one_longer_prefill(model):
     assert_same_logits(np.stack(stepwise), whole[n - 1:], "prefill + decodes vs prefill")
 
 
+def test_a_prompt_longer_than_one_step_gives_the_logits_of_its_all_positions_run(tiny_paths):
+    # 1100 tokens run as steps of 512, 512 and 76: only the last step's logits are kept.
+    ids = np.random.default_rng(7).integers(0, TINY_PHI3.n_vocab, 1100)
+    with orcd.Model(tiny_paths[TINY_PHI3.name], device="cpu") as m:
+        s = m.session(max_context=1200)
+        last = s.prefill(ids)
+        s.reset()
+        every = s.prefill(ids, all_logits=True)
+        assert_same_logits(last, every[-1], "last-position prefill vs all positions")
+        s.reset()
+        s.prefill(ids[:-1])
+        assert_same_logits(s.decode(int(ids[-1])), every[-1], "prefill then decode vs all positions")
+
+
 def test_rewind_then_same_decodes_repeat_logits(model):
     ids = PROMPTS["english"]
     n, k = 15, 5

@@ -109,7 +109,11 @@ void CpuBackend::matmul(const Weight& w, const float* x, int n, float* out, int 
         cpu::matmul(w.type, data, rows, w.cols, x, n, out, pool_);
         return;
     }
-    std::vector<float> product(size_t(n) * rows), tmp;
+    // Reused across calls (one per calling thread, so concurrent sessions never share it):
+    // most products of a step go through here, and a fresh buffer each time costs page faults.
+    thread_local std::vector<float> product;
+    product.resize(size_t(n) * rows);
+    std::vector<float> tmp;
     cpu::matmul(w.type, data, rows, w.cols, x, n, product.data(), pool_);
     const float* b = bias ? floats_of(*bias, tmp) : nullptr;
     for (int i = 0; i < n; ++i) {

@@ -32,23 +32,21 @@ void logits_rows(const ModelConfig& c, const ModelWeights& w, Backend& b, Backen
 }  // namespace
 
 void forward_step(const ModelConfig& c, const ModelWeights& w, Backend& b, BackendSession& s, const int32_t* ids, int n,
-                  int pos0, bool all_rows, float* dst) {
+                  int pos0, StepLogits which, float* dst) {
     b.set_inputs(s, ids, n, pos0);
     // A step that ends in one row of logits can be recorded and replayed whole.
-    const bool replayable = !all_rows;
+    const bool replayable = which == StepLogits::Last;
     if (!(replayable && b.begin_step(s, n))) {
         b.embed(w.tok_embd, s.act.ids, n, s.act.x);
         for (int l = 0; l < c.n_layers; ++l) {
             attention_block(c, w.layers[l], l, b, s, n);
             ffn_block(c, w.layers[l], b, s, n);
         }
-        if (!all_rows) logits_rows(c, w, b, s, n - 1, 1);
+        if (which == StepLogits::Last) logits_rows(c, w, b, s, n - 1, 1);
         if (replayable) b.end_step(s, n);
     }
-    if (!all_rows) {
-        if (dst) b.download(s.act.logits, size_t(c.n_vocab), dst);
-        return;
-    }
+    if (which == StepLogits::Last && dst) b.download(s.act.logits, size_t(c.n_vocab), dst);
+    if (which != StepLogits::All) return;
     for (int first = 0; first < n; first += s.shape.logit_rows) {
         int rows = std::min(s.shape.logit_rows, n - first);
         logits_rows(c, w, b, s, first, rows);

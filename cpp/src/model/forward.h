@@ -6,12 +6,17 @@
 
 namespace orcd {
 
+// Which logits a step computes.
+enum class StepLogits {
+    None,  // none: an early chunk of a longer prompt
+    Last,  // the last token's, left in act.logits (and copied to dst unless it is null)
+    All,   // every token's, copied to dst (n * n_vocab floats)
+};
+
 // Runs n tokens (n <= shape.max_batch) at positions pos0.. through the model,
-// storing their keys and values in the session's cache. Writes the logits of
-// the last token to dst (n_vocab floats) or, with all_rows, of every token
-// (n * n_vocab floats). With dst null and !all_rows, the last token's logits
-// stay in the backend's memory (session.act.logits) for a device-side choice.
+// storing their keys and values in the session's cache, then computes the
+// logits `which` asks for.
 void forward_step(const ModelConfig& config, const ModelWeights& weights, Backend& backend, BackendSession& session,
-                  const int32_t* ids, int n, int pos0, bool all_rows, float* dst);
+                  const int32_t* ids, int n, int pos0, StepLogits which, float* dst);
 
 }  // namespace orcd

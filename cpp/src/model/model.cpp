@@ -190,9 +190,11 @@ void SessionImpl::advance(std::span<const int32_t> ids, bool all_rows, float* ds
     const int step = state_->shape.max_batch;
     for (int first = 0; first < n; first += step) {
         int count = std::min(step, n - first);
-        // Without all_rows only the last chunk's logits survive; earlier ones are overwritten.
+        // Without all_rows only the last chunk needs logits.
+        const bool last = first + count == n;
+        const StepLogits which = all_rows ? StepLogits::All : last ? StepLogits::Last : StepLogits::None;
         float* out = all_rows ? dst + size_t(first) * c.n_vocab : dst;
-        forward_step(c, model_->weights(), model_->backend(), *state_, ids.data() + first, count, n_past_ + first, all_rows, out);
+        forward_step(c, model_->weights(), model_->backend(), *state_, ids.data() + first, count, n_past_ + first, which, out);
     }
     n_past_ += n;
 }
