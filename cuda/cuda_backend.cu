@@ -1,11 +1,14 @@
 // The CUDA backend: weights in one VRAM arena, each session's KV cache (fp16)
-// and activations (fp32) in one more, and the decode step recorded once as a
-// CUDA graph and replayed for every later token. Each session owns its stream
+// and activations (fp32) in one more, and the decode step recorded once, both
+// as a CUDA graph and as a decode program (kernels/decode_program.h), then
+// replayed for every later token by the program's one persistent kernel (or by
+// the graph where the program cannot run, or ORCD_CUDA_DECODE=graph asks so). Each session owns its stream
 // and its pinned staging buffers, so sessions can run on different threads at
 // once; a session's calls bind it (Backend::bind) for the calling thread.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -13,6 +16,7 @@
 
 #include "arena.h"
 #include "cuda_check.h"
+#include "kernels/decode_program.h"
 #include "kernels/kernels.h"
 #include "model/backend.h"
 
@@ -68,6 +72,14 @@ public:
     std::unique_ptr<PinnedBuffer> outputs;  // one row of logits, or picked (index, value) pairs
     cudaGraphExec_t decode_graph = nullptr;
     bool capturing = false;
+    // The decode program: recorded beside the graph on the first decode step.
+    std::vector<ProgramOp> program;
+    ProgramOp* program_ops = nullptr;  // in the arena, program_capacity ops
+    size_t program_capacity = 0;
+    ProgramPlan program_plan;
+    bool recording = false;      // the ops of this step also go into `program`
+    bool recordable = false;     // every op of the step so far has a program form
+    bool program_ready = false;  // later decode steps run the program
 
     ~CudaSession() override {
         if (stream) cudaStreamSynchronize(stream);
@@ -81,7 +93,9 @@ thread_local CudaSession* t_bound = nullptr;
 
 // Where a session's buffers sit inside its arena.
 struct SessionLayout {
-    size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, counters, pick_indices, pick_values, kv;
+    size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, counters, pick_indices, pick_values, program,
+        kv;
+    size_t program_capacity = 0;  // ops
     size_t kv_bytes = 0, scratch_bytes = 0, total = 0;
     size_t kv_layer_bytes = 0;  // one of K or V for one layer
 };
@@ -105,6 +119,8 @@ SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
     L.counters = a.add(size_t(c.n_kv_heads) * sizeof(unsigned));
     L.pick_indices = a.add(size_t(Backend::kMaxTopK) * sizeof(int32_t));
     L.pick_values = a.add(size_t(Backend::kMaxTopK) * f);
+    L.program_capacity = size_t(c.n_layers) * 8 + 8;  // a layer records 6 ops (3 QKV parts)
+    L.program = a.add(L.program_capacity * sizeof(ProgramOp));
     L.scratch_bytes = a.total();
     L.kv_layer_bytes = align_up(size_t(s.max_context) * kv_dim * sizeof(__half));
     L.kv = a.add(2 * size_t(c.n_layers) * L.kv_layer_bytes);
@@ -130,6 +146,8 @@ public:
         ORCD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.indices, Backend::kMaxTopK * sizeof(int32_t)));
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.values, Backend::kMaxTopK * sizeof(float)));
+        const char* decode = std::getenv("ORCD_CUDA_DECODE");
+        use_program_ = !(decode && std::string(decode) == "graph");
     }
 
     ~CudaBackend() override {
@@ -232,6 +250,8 @@ public:
         s->attn_counters = reinterpret_cast<unsigned*>(base + L.counters);
         s->picks.indices = reinterpret_cast<int32_t*>(base + L.pick_indices);
         s->picks.values = reinterpret_cast<float*>(base + L.pick_values);
+        s->program_ops = reinterpret_cast<ProgramOp*>(base + L.program);
+        s->program_capacity = L.program_capacity;
         for (int l = 0; l < c.n_layers; ++l) {
             s->k_cache.push_back(reinterpret_cast<__half*>(base + L.kv + (2 * size_t(l)) * L.kv_layer_bytes));
             s->v_cache.push_back(reinterpret_cast<__half*>(base + L.kv + (2 * size_t(l) + 1) * L.kv_layer_bytes));
@@ -262,17 +282,24 @@ public:
     }
 
     // Decode steps (n == 1) are recorded on first use and replayed afterwards:
-    // every kernel reads the position from device memory, so one graph serves
-    // all positions. Prefill steps run their kernels directly.
+    // every kernel reads the position from device memory, so one recording
+    // serves all positions. Prefill steps run their kernels directly.
     bool begin_step(BackendSession& base, int n) override {
         auto& s = static_cast<CudaSession&>(base);
         if (n != 1) return false;
+        if (s.program_ready) {
+            launch_program(s.program_ops, int(s.program.size()), s.program_plan, stream());
+            return true;
+        }
         if (s.decode_graph) {
             ORCD_CUDA_CHECK(cudaGraphLaunch(s.decode_graph, stream()));
             return true;
         }
         ORCD_CUDA_CHECK(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal));
         s.capturing = true;
+        s.recording = use_program_;
+        s.recordable = true;
+        s.program.clear();
         return false;
     }
 
@@ -286,19 +313,38 @@ public:
         cudaGraphDestroy(graph);
         ORCD_CUDA_CHECK(err);
         ORCD_CUDA_CHECK(cudaGraphLaunch(s.decode_graph, stream()));
+        if (s.recording && s.recordable && !s.program.empty() && s.program.size() <= s.program_capacity) {
+            s.program_plan = plan_program(s.program, device_);
+            if (s.program_plan.blocks > 0) {
+                ORCD_CUDA_CHECK(cudaMemcpyAsync(s.program_ops, s.program.data(), s.program.size() * sizeof(ProgramOp),
+                                                cudaMemcpyHostToDevice, stream()));
+                ORCD_CUDA_CHECK(cudaStreamSynchronize(stream()));  // from pageable memory
+                s.program_ready = true;
+            }
+        }
+        s.recording = false;
     }
 
     void embed(const Weight& table, const int32_t* ids, int n, float* out) override {
+        if (CudaSession* r = recorder()) {
+            ProgramOp op = weight_op(ProgramOpKind::Embed, table);
+            op.sync_before = !r->program.empty();
+            op.ids = ids;
+            op.out = out;
+            r->program.push_back(op);
+        }
         launch_embed(table, ids, n, out, stream());
     }
 
     void rms_norm(const float* x, const Weight& w, float eps, int n, int dim, float* out) override {
+        if (CudaSession* r = recorder()) r->recordable = false;
         launch_rms_norm(x, static_cast<const float*>(w.data), eps, n, dim, out, stream());
     }
 
     void matmul(const Weight& w, const float* x, int n, float* out, int ldo, const Weight* bias,
                 bool accumulate) override {
         const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
+        if (CudaSession* r = recorder()) record_matvec(*r, w, ProgramInput::Plain, x, nullptr, 0.0f, out, b, accumulate, true);
         if (n <= kMatvecMaxTokens)
             launch_matvec(w, x, n, out, ldo, b, accumulate, stream());
         else
@@ -314,33 +360,54 @@ public:
         bool fold = n == 1 && norm.type == gguf::TensorType::F32;
         for (const Projection& p : parts) fold = fold && p.w.rows <= kFoldMaxRows;
         if (!fold) {
+            // The program folds the norm into every product (once per block, not per row).
+            CudaSession* r = recorder();
+            if (r && norm.type == gguf::TensorType::F32) {
+                for (size_t i = 0; i < parts.size(); ++i)
+                    record_matvec(*r, parts[i].w, ProgramInput::Norm, x, static_cast<const float*>(norm.data), eps,
+                                  out + parts[i].offset,
+                                  parts[i].bias ? static_cast<const float*>(parts[i].bias.data) : nullptr, false, i == 0);
+                r->recording = false;  // the ops below are the graph's only
+                Backend::normed_matmuls(x, norm, eps, n, dim, h, parts, out, ldo);
+                r->recording = true;
+                return;
+            }
+            if (r) r->recordable = false;
             Backend::normed_matmuls(x, norm, eps, n, dim, h, parts, out, ldo);
             return;
         }
         const MatvecIn in{x, static_cast<const float*>(norm.data), eps};
+        if (CudaSession* r = recorder()) {
+            for (size_t i = 0; i < parts.size(); ++i)
+                record_matvec(*r, parts[i].w, ProgramInput::Norm, x, in.norm_w, eps, out + parts[i].offset,
+                              parts[i].bias ? static_cast<const float*>(parts[i].bias.data) : nullptr, false, i == 0);
+        }
         for (const Projection& p : parts)
             launch_matvec1(p.w, MatvecInput::Norm, in, out + p.offset, ldo,
                            p.bias ? static_cast<const float*>(p.bias.data) : nullptr, false, stream());
     }
 
     void rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p) override {
+        if (CudaSession* r = recorder()) r->recordable = false;
         launch_rope(qkv, n, ld, positions, p, stream());
     }
 
     void attention(BackendSession& base, int layer, const float* qkv, int ld, int n, const int32_t* positions,
                    float* out) override {
         auto& s = static_cast<CudaSession&>(base);
+        if (CudaSession* r = recorder()) r->recordable = false;
         const AttentionShape& a = s.attn_shape;
         launch_kv_store(qkv, ld, n, positions, a.n_heads, a.n_kv_heads, a.head_dim, a.max_context, s.k_cache[layer],
                         s.v_cache[layer], stream());
         if (n == 1)
-            launch_attention_decode(qkv, positions, s.k_cache[layer], s.v_cache[layer], a, s.attn_partials,
-                                    s.attn_counters, out, stream());
+            launch_attention_decode(decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer], a,
+                                                          s.attn_partials, s.attn_counters, out, nullptr),
+                                    stream());
         else
             launch_attention_prefill(qkv, ld, n, positions, s.k_cache[layer], s.v_cache[layer], a, out, stream());
     }
 
-    // One token: the rotation and the cache store in one kernel, then the decode attention.
+    // One token: the rotation and the cache store inside the decode attention.
     void rope_attention(BackendSession& base, int layer, float* qkv, int ld, int n, const int32_t* positions,
                         float* out) override {
         auto& s = static_cast<CudaSession&>(base);
@@ -348,13 +415,21 @@ public:
             Backend::rope_attention(base, layer, qkv, ld, n, positions, out);
             return;
         }
-        const AttentionShape& a = s.attn_shape;
-        launch_rope_store(qkv, n, ld, positions, s.rope, a.max_context, s.k_cache[layer], s.v_cache[layer], stream());
-        launch_attention_decode(qkv, positions, s.k_cache[layer], s.v_cache[layer], a, s.attn_partials,
-                                s.attn_counters, out, stream());
+        const DecodeAttentionArgs args = decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer],
+                                                               s.attn_shape, s.attn_partials, s.attn_counters, out,
+                                                               &s.rope);
+        if (CudaSession* r = recorder()) {
+            ProgramOp op;
+            op.kind = ProgramOpKind::Attention;
+            op.sync_before = true;
+            op.attn = args;
+            r->program.push_back(op);
+        }
+        launch_attention_decode(args, stream());
     }
 
     void swiglu(const float* gate_up, int n, int n_ff, float* out) override {
+        if (CudaSession* r = recorder()) r->recordable = false;
         launch_swiglu(gate_up, n, n_ff, out, stream());
     }
 
@@ -408,8 +483,52 @@ public:
         return out;
     }
 
+    // silu(gate) * up goes into the down product's input (the program), or through ffn.
+    void swiglu_matmul(const float* gate_up, int n, int n_ff, float* ffn, const Weight& w, float* out, int ldo,
+                       bool accumulate) override {
+        CudaSession* r = recorder();
+        if (r) {
+            record_matvec(*r, w, ProgramInput::Swiglu, gate_up, nullptr, 0.0f, out, nullptr, accumulate, true);
+            r->recording = false;  // the two ops below are the graph's only
+        }
+        Backend::swiglu_matmul(gate_up, n, n_ff, ffn, w, out, ldo, accumulate);
+        if (r) r->recording = true;
+    }
+
 private:
     cudaStream_t stream() const { return t_bound ? t_bound->stream : stream_; }
+
+    // The bound session while its decode step is being recorded as a program.
+    CudaSession* recorder() const { return t_bound && t_bound->recording ? t_bound : nullptr; }
+
+    static ProgramOp weight_op(ProgramOpKind kind, const Weight& w) {
+        ProgramOp op;
+        op.kind = kind;
+        op.type = w.type;
+        op.w = static_cast<const uint8_t*>(w.data);
+        op.rows = w.rows;
+        op.cols = w.cols;
+        op.row_bytes = int64_t(gguf::row_bytes(w.type, w.cols));
+        return op;
+    }
+
+    // A product of one token; `first` starts a phase (a grid barrier before it),
+    // later parts of the same product share its input row.
+    static void record_matvec(CudaSession& r, const Weight& w, ProgramInput input, const float* x, const float* norm_w,
+                              float eps, float* out, const float* bias, bool accumulate, bool first) {
+        ProgramOp op = weight_op(ProgramOpKind::Matvec, w);
+        op.sync_before = first;
+        op.same_input = !first;
+        op.input = input;
+        op.x = x;
+        op.norm_w = norm_w;
+        op.eps = eps;
+        op.out = out;
+        op.bias = bias;
+        op.accumulate = accumulate;
+        r.program.push_back(op);
+    }
+
     const PickBuffers& picks() const { return t_bound ? t_bound->picks : picks_; }
 
     // A capture left open by an op that threw is ended and dropped.
@@ -420,6 +539,7 @@ private:
         if (graph) cudaGraphDestroy(graph);
         cudaGetLastError();
         s.capturing = false;
+        s.recording = false;
     }
 
     // Copies the tensors from the mapped file into the arena through two pinned
@@ -456,6 +576,7 @@ private:
     std::vector<void*> extra_;  // upload_floats buffers
     size_t extra_bytes_ = 0;
     PickBuffers picks_;  // argmax / top-k results of unbound calls
+    bool use_program_ = true;
 };
 
 }  // namespace

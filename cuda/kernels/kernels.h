@@ -47,10 +47,6 @@ void launch_rope(float* qkv, int n, int ld, const int32_t* positions, const Rope
 void launch_kv_store(const float* qkv, int ld, int n, const int32_t* positions, int n_heads, int n_kv_heads,
                      int head_dim, int max_context, __half* k_cache, __half* v_cache, cudaStream_t stream);
 
-// RoPE of q and k (as launch_rope) and the store of k and v (as launch_kv_store) in one launch.
-void launch_rope_store(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p, int max_context,
-                       __half* k_cache, __half* v_cache, cudaStream_t stream);
-
 struct AttentionShape {
     int n_heads = 0, n_kv_heads = 0, head_dim = 0, max_context = 0;
 };
@@ -61,14 +57,33 @@ struct AttentionShape {
 void launch_attention_prefill(const float* qkv, int ld, int n, const int32_t* positions, const __half* k_cache,
                               const __half* v_cache, const AttentionShape& shape, float* out, cudaStream_t stream);
 
-// One query token: split-K (flash-decoding) over the cache. The KV length is read
-// from positions[0] on the device, so a captured graph replays at any position.
-// partials holds n_heads * splits * (head_dim + 2) floats; counters n_kv_heads
-// zeros (the kernel leaves them zero again).
+// One query token: split-K (flash-decoding) over the cache (attention_decode.cuh).
+// The KV length is read from positions[0] on the device, so a captured graph
+// replays at any position. partials holds n_heads * splits * (head_dim + 2)
+// floats; counters n_kv_heads zeros (the kernel leaves them zero again). With
+// `rope`, q and the new k are rotated and k and v stored by the same launch;
+// without, rope and the KV store ran before.
 int attention_decode_splits(const AttentionShape& shape);
-void launch_attention_decode(const float* qkv, const int32_t* positions, const __half* k_cache,
-                             const __half* v_cache, const AttentionShape& shape, float* partials,
-                             unsigned* counters, float* out, cudaStream_t stream);
+struct DecodeAttentionArgs {
+    const float* qkv;  // q heads, k heads, v heads of the token (fp32)
+    const int32_t* positions;
+    __half* k_cache;  // [n_kv_heads, max_context, head_dim]
+    __half* v_cache;
+    int n_heads, n_kv_heads, head_dim, max_context, splits;
+    float scale;
+    float* partials;     // [n_heads, splits, head_dim + 2]
+    unsigned* counters;  // [n_kv_heads], zero between steps
+    float* out;          // [n_heads * head_dim]
+    bool rope_store;     // rotate q and the new k, store k and v (else both were done before)
+    bool neox;
+    int rope_dim;
+    float freq_base, freq_scale, attn_factor;
+    const float* freq_factors;
+};
+DecodeAttentionArgs decode_attention_args(const float* qkv, const int32_t* positions, __half* k_cache,
+                                          __half* v_cache, const AttentionShape& shape, float* partials,
+                                          unsigned* counters, float* out, const RopeParams* rope);
+void launch_attention_decode(const DecodeAttentionArgs& args, cudaStream_t stream);
 
 // out[i, j] = silu(gate_up[i, j]) * gate_up[i, n_ff + j].
 void launch_swiglu(const float* gate_up, int n, int n_ff, float* out, cudaStream_t stream);

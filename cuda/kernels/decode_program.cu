@@ -1,0 +1,276 @@
+// The persistent decode kernel (decode_program.h): every block walks the op
+// list; an op's work is spread over all blocks (products: units of rows per
+// warp; attention: (KV head, split) items per block; embedding: groups per
+// thread), and a grid barrier separates an op from the one whose output it reads.
+//
+// Products stage their input row once per block in shared memory (normalised,
+// or SwiGLU'd from gate and up: the ops before them fold away at the cost of a
+// few hundred floats per block), and copy each unit's weight rows into shared
+// memory with 8-byte asynchronous copies, two units in flight per warp (the
+// next unit's copy overlaps this unit's arithmetic). Before a barrier each warp
+// asks L2 for the first rows it will read after it.
+//
+// Coherence: L1 is not coherent between blocks, and activations are rewritten
+// by other blocks between ops, so every activation is read with __ldcg (L2);
+// only weights and the step's inputs (ids, positions) go through L1.
+#include <cooperative_groups.h>
+#include <cuda_pipeline.h>
+
+#include <algorithm>
+
+#include "arena.h"
+#include "cuda_check.h"
+#include "kernels/attention_decode.cuh"
+#include "kernels/decode_program.h"
+#include "kernels/dequant.cuh"
+#include "kernels/launch.cuh"
+#include "kernels/reduce.cuh"
+
+namespace orcd::cuda {
+
+namespace {
+
+namespace cg = cooperative_groups;
+
+constexpr int kWarps = kProgramThreads / 32;
+constexpr int kMaxRowsPerUnit = 4;
+
+struct Smem {
+    float* xs;       // the product's input row [cols]
+    uint8_t* stage;  // per warp: two slots of `slot` bytes
+    size_t slot;
+};
+
+__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
+
+// xs = the op's input row, by the whole block.
+__device__ void stage_input(const ProgramOp& op, float* xs) {
+    const int64_t cols = op.cols;
+    float scale = 1.0f;
+    if (op.input == ProgramInput::Norm) {
+        float ss = 0.0f;
+        for (int64_t c = threadIdx.x; c < cols; c += kProgramThreads) {
+            const float v = __ldcg(op.x + c);
+            ss += v * v;
+        }
+        scale = rsqrtf(block_sum(ss) / float(cols) + op.eps);
+    }
+    for (int64_t c = threadIdx.x; c < cols; c += kProgramThreads) {
+        if (op.input == ProgramInput::Norm)
+            xs[c] = __ldcg(op.x + c) * scale * op.norm_w[c];
+        else if (op.input == ProgramInput::Swiglu)
+            xs[c] = silu(__ldcg(op.x + c)) * __ldcg(op.x + cols + c);
+        else
+            xs[c] = __ldcg(op.x + c);
+    }
+    __syncthreads();
+}
+
+// The first unit of an op that warp `warp` of `n_warps` takes (units of one
+// phase are numbered across its ops, so small products land on different warps).
+__device__ __forceinline__ int64_t first_unit_of(const ProgramOp& op, int warp, int n_warps) {
+    return ((int64_t(warp) - op.first_unit) % n_warps + n_warps) % n_warps;
+}
+
+// Copies the rows of unit u into a slot; returns the offset of the first row in it.
+__device__ __forceinline__ int copy_unit(const ProgramOp& op, int64_t u, uint8_t* slot, int lane) {
+    const int64_t r0 = u * op.rows_per_unit;
+    const int nr = int(min(int64_t(op.rows_per_unit), op.rows - r0));
+    // From the 8-byte boundary at or below the first row: at most 7 bytes before
+    // it (a tensor starts 256-aligned, so still the same tensor) and 7 after the
+    // last row (inside the 256-aligned arena).
+    const uintptr_t a = reinterpret_cast<uintptr_t>(op.w + size_t(r0) * op.row_bytes);
+    const uint8_t* from = reinterpret_cast<const uint8_t*>(a & ~uintptr_t(7));
+    const int lead = int(a & 7);
+    const int n8 = (lead + int(op.row_bytes) * nr + 7) / 8;
+    for (int i = lane; i < n8; i += 32) __pipeline_memcpy_async(slot + 8 * i, from + 8 * i, 8);
+    return lead;
+}
+
+template <TensorType T, int R>
+__device__ void run_matvec(const ProgramOp& op, const Smem& sm, int warp, int n_warps) {
+    const int lane = threadIdx.x % 32;
+    uint8_t* slots[2] = {sm.stage + size_t(threadIdx.x / 32) * 2 * sm.slot,
+                         sm.stage + size_t(threadIdx.x / 32) * 2 * sm.slot + sm.slot};
+    const int64_t units = (op.rows + R - 1) / R;
+    const int64_t groups = op.cols / 8;
+    int64_t u = first_unit_of(op, warp, n_warps);
+    if (u >= units) return;
+    int lead = copy_unit(op, u, slots[0], lane);
+    __pipeline_commit();
+    for (int k = 0; u < units; u += n_warps, k ^= 1) {
+        const int64_t next = u + n_warps;
+        int next_lead = 0;
+        if (next < units) next_lead = copy_unit(op, next, slots[k ^ 1], lane);
+        __pipeline_commit();
+        __pipeline_wait_prior(1);  // this unit's copy has landed; the next one's may still fly
+        __syncwarp();
+        const uint8_t* src = slots[k] + lead;
+        const int64_t r0 = u * R;
+        const int nr = int(min(int64_t(R), op.rows - r0));
+        float acc[R];
+#pragma unroll
+        for (int j = 0; j < R; ++j) acc[j] = 0.0f;
+#pragma unroll 2
+        for (int64_t g = lane; g < groups; g += 32) {
+            const float4 x0 = *reinterpret_cast<const float4*>(sm.xs + 8 * g);
+            const float4 x1 = *reinterpret_cast<const float4*>(sm.xs + 8 * g + 4);
+#pragma unroll
+            for (int j = 0; j < R; ++j) {
+                if (j < nr) {
+                    float v[8];
+                    decode_group<T>(src + size_t(j) * op.row_bytes, g, v);
+                    acc[j] += v[0] * x0.x + v[1] * x0.y + v[2] * x0.z + v[3] * x0.w + v[4] * x1.x + v[5] * x1.y +
+                              v[6] * x1.z + v[7] * x1.w;
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < R; ++j) {
+            const float sum = warp_sum(acc[j]);
+            if (lane == j && j < nr) {
+                const int64_t r = r0 + j;
+                float* o = op.out + r;
+                *o = (op.accumulate ? __ldcg(o) : 0.0f) + sum + (op.bias ? op.bias[r] : 0.0f);
+            }
+        }
+        __syncwarp();  // the slot is refilled two units later
+        lead = next_lead;
+    }
+}
+
+template <TensorType T>
+__device__ void run_embed(const ProgramOp& op) {
+    const uint8_t* row = op.w + size_t(op.ids[0]) * op.row_bytes;
+    for (int64_t g = int64_t(blockIdx.x) * kProgramThreads + threadIdx.x; g < op.cols / 8;
+         g += int64_t(gridDim.x) * kProgramThreads) {
+        float v[8];
+        decode_group<T>(row, g, v);
+        float4* o = reinterpret_cast<float4*>(op.out + 8 * g);
+        o[0] = make_float4(v[0], v[1], v[2], v[3]);
+        o[1] = make_float4(v[4], v[5], v[6], v[7]);
+    }
+}
+
+// Calls f.template operator()<T>() for the run-time type, on the device.
+template <typename F>
+__device__ __forceinline__ void device_dispatch(TensorType t, F&& f) {
+    switch (t) {
+#define ORCD_CASE(name) case TensorType::name: f.template operator()<TensorType::name>(); break;
+        ORCD_CASE(F32) ORCD_CASE(F16) ORCD_CASE(BF16) ORCD_CASE(Q4_0) ORCD_CASE(Q4_1) ORCD_CASE(Q5_0)
+        ORCD_CASE(Q5_1) ORCD_CASE(Q8_0) ORCD_CASE(Q2_K) ORCD_CASE(Q3_K) ORCD_CASE(Q4_K) ORCD_CASE(Q5_K)
+        ORCD_CASE(Q6_K) ORCD_CASE(IQ4_NL) ORCD_CASE(IQ4_XS)
+#undef ORCD_CASE
+        default: break;
+    }
+}
+
+// Warms L2 with the first rows a warp reads in a product that follows a barrier.
+__device__ void prefetch_first_units(const ProgramOp& op, int warp, int n_warps) {
+    const int lane = threadIdx.x % 32;
+    const int64_t units = (op.rows + op.rows_per_unit - 1) / op.rows_per_unit;
+    int64_t u = first_unit_of(op, warp, n_warps);
+    for (int i = 0; i < 2 && u < units; ++i, u += n_warps) {
+        const int64_t r0 = u * op.rows_per_unit;
+        const int nr = int(min(int64_t(op.rows_per_unit), op.rows - r0));
+        prefetch_l2(op.w + size_t(r0) * op.row_bytes, size_t(nr) * op.row_bytes, lane, 32);
+    }
+}
+
+// Two blocks per multiprocessor: 128 registers per thread at most.
+__global__ void __launch_bounds__(kProgramThreads, 2) program_kernel(const ProgramOp* ops, int n_ops, size_t slot,
+                                                                      size_t xs_bytes) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    __shared__ __align__(16) uint8_t op_bytes[sizeof(ProgramOp)];  // raw: a __shared__ object cannot have a constructor
+    const ProgramOp& op = *reinterpret_cast<const ProgramOp*>(op_bytes);
+    const Smem sm{reinterpret_cast<float*>(smem), smem + xs_bytes, slot};
+    const int n_warps = int(gridDim.x) * kWarps;
+    const int warp = int(blockIdx.x) * kWarps + int(threadIdx.x) / 32;
+    cg::grid_group grid = cg::this_grid();
+    for (int i = 0; i < n_ops; ++i) {
+        __syncthreads();  // every thread is done with the previous op and with smem
+        static_assert(sizeof(ProgramOp) % 16 == 0 && sizeof(ProgramOp) / 16 <= kProgramThreads);
+        if (threadIdx.x < sizeof(ProgramOp) / 16)
+            reinterpret_cast<int4*>(op_bytes)[threadIdx.x] = reinterpret_cast<const int4*>(ops + i)[threadIdx.x];
+        __syncthreads();
+        if (op.sync_before) grid.sync();
+        switch (op.kind) {
+            case ProgramOpKind::Embed:
+                device_dispatch(op.type, [&]<TensorType T>() { run_embed<T>(op); });
+                break;
+            case ProgramOpKind::Matvec:
+                if (!op.same_input) stage_input(op, sm.xs);
+                device_dispatch(op.type, [&]<TensorType T>() {
+                    if (op.rows_per_unit == kMaxRowsPerUnit)
+                        run_matvec<T, kMaxRowsPerUnit>(op, sm, warp, n_warps);
+                    else
+                        run_matvec<T, 1>(op, sm, warp, n_warps);
+                });
+                break;
+            case ProgramOpKind::Attention: {
+                const int items = op.attn.n_kv_heads * op.attn.splits;
+                for (int item = blockIdx.x; item < items; item += gridDim.x) {
+                    attention_decode_item<kProgramThreads>(op.attn, item % op.attn.n_kv_heads,
+                                                           item / op.attn.n_kv_heads, reinterpret_cast<float*>(smem));
+                    __syncthreads();
+                }
+                break;
+            }
+        }
+        if (i + 1 < n_ops && ops[i + 1].kind == ProgramOpKind::Matvec && ops[i + 1].sync_before)
+            prefetch_first_units(ops[i + 1], warp, n_warps);
+    }
+}
+
+}  // namespace
+
+ProgramPlan plan_program(std::vector<ProgramOp>& ops, int device) {
+    ProgramPlan plan;
+    int sms = 0, optin = 0;
+    ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    const int64_t nominal_warps = int64_t(2) * sms * kWarps;
+    size_t xs_floats = 0, attn_bytes = 0;
+    int64_t phase_units = 0;
+    for (ProgramOp& op : ops) {
+        if (op.kind == ProgramOpKind::Matvec) {
+            // Four rows per unit only where every warp gets at least two units anyway.
+            op.rows_per_unit = op.rows >= 2 * kMaxRowsPerUnit * nominal_warps ? kMaxRowsPerUnit : 1;
+            if (op.sync_before) phase_units = 0;
+            op.first_unit = int32_t(phase_units % nominal_warps);
+            phase_units += (op.rows + op.rows_per_unit - 1) / op.rows_per_unit;
+            xs_floats = std::max(xs_floats, size_t(op.cols));
+            plan.slot = std::max(plan.slot, align_up(size_t(op.rows_per_unit) * op.row_bytes + 16, 16));
+        } else if (op.kind == ProgramOpKind::Attention) {
+            attn_bytes = std::max(attn_bytes, attn_item_smem_bytes(op.attn.n_heads / op.attn.n_kv_heads,
+                                                                    op.attn.head_dim));
+        }
+    }
+    plan.xs_bytes = align_up(xs_floats * sizeof(float), 16);
+    plan.smem = std::max(attn_bytes, plan.xs_bytes + size_t(kWarps) * 2 * plan.slot);
+    // Static shared memory (the op, reductions, the attention merge) comes on top.
+    cudaFuncAttributes attr{};
+    ORCD_CUDA_CHECK(cudaFuncGetAttributes(&attr, program_kernel));
+    if (plan.smem + attr.sharedSizeBytes > size_t(optin)) return plan;
+    ORCD_CUDA_CHECK(cudaFuncSetAttribute(program_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(plan.smem)));
+    int per_sm = 0;
+    ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, program_kernel, kProgramThreads, plan.smem));
+    plan.blocks = sms * std::min(per_sm, 2);
+    return plan;
+}
+
+void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, cudaStream_t stream) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(unsigned(plan.blocks));
+    cfg.blockDim = dim3(kProgramThreads);
+    cfg.dynamicSmemBytes = plan.smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    ORCD_CUDA_CHECK(cudaLaunchKernelEx(&cfg, program_kernel, ops, n_ops, plan.slot, plan.xs_bytes));
+}
+
+}  // namespace orcd::cuda
