@@ -8,7 +8,7 @@
 #   OUT_DIR             logs go here
 #   GOOGLETEST_SRC      googletest sources, built when googletest is not installed
 #   SYNTH_TOOL          synth_gguf.py (default: MODEL_SKELETON_DIR/../tools/synth_gguf.py)
-# Environment: STAGES (default "build ctest sanitize pytest diag bench profile").
+# Environment: STAGES (default "build ctest sanitize pytest diag bench profile"; also "trace").
 set -uo pipefail
 SRC=$(realpath "$1"); MODELS=$(realpath "$2"); OUT=$(realpath "$3"); GTEST_SRC=${4:-}
 SYNTH=${5:-$MODELS/../tools/synth_gguf.py}
@@ -56,7 +56,7 @@ if has sanitize; then
 fi
 
 SYNTH_MODEL=/tmp/synth-qwen2.5-0.5b-q4_k_m.gguf
-if has pytest || has diag || has bench || has profile; then
+if has pytest || has diag || has bench || has profile || has trace; then
   [ -f "$SYNTH_MODEL" ] || python3 "$SYNTH" "$MODELS/qwen2.5-coder-0.5b-instruct-q4_k_m" "$SYNTH_MODEL" > /dev/null
 fi
 
@@ -87,6 +87,11 @@ ts.sort(); print(f'device-to-device copy: {2 * (1 << 30) / (ts[5] * 1e-3) / 1e9:
   python3 "$SRC/bench/bench_cuda.py" "$SYNTH_MODEL" 2>&1 | tee "$OUT/bench.log"
   python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 512,2048 -n 128 -r 5 2>&1 | tee -a "$OUT/bench.log"
   python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -d 8192 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
+fi
+
+if has trace; then
+  say "trace: the decode program's per-op times (context 64 and 8192)"
+  for ctx in 64 8192; do python3 "$SRC/bench/trace_decode.py" "$SYNTH_MODEL" $ctx 2>&1 | tee "$OUT/trace_$ctx.log" | head -12; done
 fi
 
 if has profile; then

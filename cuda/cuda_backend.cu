@@ -2,13 +2,16 @@
 // and activations (fp32) in one more, and the decode step recorded once, both
 // as a CUDA graph and as a decode program (kernels/decode_program.h), then
 // replayed for every later token by the program's one persistent kernel (or by
-// the graph where the program cannot run, or ORCD_CUDA_DECODE=graph asks so). Each session owns its stream
+// the graph where the program cannot run, or ORCD_CUDA_DECODE=graph asks so).
+// ORCD_CUDA_TRACE=1 prints the program's per-op times of a session's last
+// decode step when the session closes (bench/NOTES.md reads them). Each session owns its stream
 // and its pinned staging buffers, so sessions can run on different threads at
 // once; a session's calls bind it (Backend::bind) for the calling thread.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -80,13 +83,33 @@ public:
     bool recording = false;      // the ops of this step also go into `program`
     bool recordable = false;     // every op of the step so far has a program form
     bool program_ready = false;  // later decode steps run the program
+    unsigned long long* program_trace = nullptr;  // with ORCD_CUDA_TRACE: per-op start and end times
+
+    void print_trace() const;
 
     ~CudaSession() override {
         if (stream) cudaStreamSynchronize(stream);
+        if (program_trace && program_ready) print_trace();
         if (decode_graph) cudaGraphExecDestroy(decode_graph);
         if (stream) cudaStreamDestroy(stream);
     }
 };
+
+void CudaSession::print_trace() const {
+    std::vector<unsigned long long> t(2 * program.size());
+    if (cudaMemcpy(t.data(), program_trace, t.size() * sizeof(t[0]), cudaMemcpyDeviceToHost) != cudaSuccess) return;
+    static const char* kinds[] = {"embed", "matvec", "attention"};
+    std::fprintf(stderr, "decode program: %zu ops on %d blocks, %.1f us from the first op's start to the last op's end\n",
+                 program.size(), program_plan.blocks, (t.back() - t[0]) * 1e-3);
+    std::fprintf(stderr, "op kind      type   rows x cols   barrier_us  work_us\n");
+    for (size_t i = 0; i < program.size(); ++i) {
+        const ProgramOp& op = program[i];
+        const double barrier = i > 0 ? (double(t[2 * i]) - double(t[2 * i - 1])) * 1e-3 : 0.0;
+        std::fprintf(stderr, "%3zu %-9s %-6s %6lld x %-6lld %8.2f %9.2f\n", i, kinds[int(op.kind)],
+                     gguf::traits(op.type).name, (long long)op.rows, (long long)op.cols, barrier,
+                     (double(t[2 * i + 1]) - double(t[2 * i])) * 1e-3);
+    }
+}
 
 // The session bound to the calling thread (Backend::bind), if any.
 thread_local CudaSession* t_bound = nullptr;
@@ -94,7 +117,7 @@ thread_local CudaSession* t_bound = nullptr;
 // Where a session's buffers sit inside its arena.
 struct SessionLayout {
     size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, counters, pick_indices, pick_values, program,
-        kv;
+        trace, kv;
     size_t program_capacity = 0;  // ops
     size_t kv_bytes = 0, scratch_bytes = 0, total = 0;
     size_t kv_layer_bytes = 0;  // one of K or V for one layer
@@ -121,6 +144,7 @@ SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
     L.pick_values = a.add(size_t(Backend::kMaxTopK) * f);
     L.program_capacity = size_t(c.n_layers) * 8 + 8;  // a layer records 6 ops (3 QKV parts)
     L.program = a.add(L.program_capacity * sizeof(ProgramOp));
+    L.trace = a.add(2 * L.program_capacity * sizeof(unsigned long long));
     L.scratch_bytes = a.total();
     L.kv_layer_bytes = align_up(size_t(s.max_context) * kv_dim * sizeof(__half));
     L.kv = a.add(2 * size_t(c.n_layers) * L.kv_layer_bytes);
@@ -148,6 +172,8 @@ public:
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.values, Backend::kMaxTopK * sizeof(float)));
         const char* decode = std::getenv("ORCD_CUDA_DECODE");
         use_program_ = !(decode && std::string(decode) == "graph");
+        const char* trace = std::getenv("ORCD_CUDA_TRACE");
+        trace_ = trace && std::string(trace) == "1";
     }
 
     ~CudaBackend() override {
@@ -252,6 +278,7 @@ public:
         s->picks.values = reinterpret_cast<float*>(base + L.pick_values);
         s->program_ops = reinterpret_cast<ProgramOp*>(base + L.program);
         s->program_capacity = L.program_capacity;
+        if (trace_) s->program_trace = reinterpret_cast<unsigned long long*>(base + L.trace);
         for (int l = 0; l < c.n_layers; ++l) {
             s->k_cache.push_back(reinterpret_cast<__half*>(base + L.kv + (2 * size_t(l)) * L.kv_layer_bytes));
             s->v_cache.push_back(reinterpret_cast<__half*>(base + L.kv + (2 * size_t(l) + 1) * L.kv_layer_bytes));
@@ -288,7 +315,7 @@ public:
         auto& s = static_cast<CudaSession&>(base);
         if (n != 1) return false;
         if (s.program_ready) {
-            launch_program(s.program_ops, int(s.program.size()), s.program_plan, stream());
+            launch_program(s.program_ops, int(s.program.size()), s.program_plan, s.program_trace, stream());
             return true;
         }
         if (s.decode_graph) {
@@ -577,6 +604,7 @@ private:
     size_t extra_bytes_ = 0;
     PickBuffers picks_;  // argmax / top-k results of unbound calls
     bool use_program_ = true;
+    bool trace_ = false;
 };
 
 }  // namespace

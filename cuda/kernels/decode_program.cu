@@ -177,9 +177,17 @@ __device__ void prefetch_first_units(const ProgramOp& op, int warp, int n_warps)
     }
 }
 
-// Two blocks per multiprocessor: 128 registers per thread at most.
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+// Two blocks per multiprocessor: 128 registers per thread at most. With a
+// trace, op i's start (block 0, after its barrier) goes to trace[2i] and the
+// time the last block finished it to trace[2i + 1] (trace zeroed before).
 __global__ void __launch_bounds__(kProgramThreads, 2) program_kernel(const ProgramOp* ops, int n_ops, size_t slot,
-                                                                      size_t xs_bytes) {
+                                                                      size_t xs_bytes, unsigned long long* trace) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ __align__(16) uint8_t op_bytes[sizeof(ProgramOp)];  // raw: a __shared__ object cannot have a constructor
     const ProgramOp& op = *reinterpret_cast<const ProgramOp*>(op_bytes);
@@ -194,6 +202,7 @@ __global__ void __launch_bounds__(kProgramThreads, 2) program_kernel(const Progr
             reinterpret_cast<int4*>(op_bytes)[threadIdx.x] = reinterpret_cast<const int4*>(ops + i)[threadIdx.x];
         __syncthreads();
         if (op.sync_before) grid.sync();
+        if (trace && blockIdx.x == 0 && threadIdx.x == 0) trace[2 * i] = global_ns();
         switch (op.kind) {
             case ProgramOpKind::Embed:
                 device_dispatch(op.type, [&]<TensorType T>() { run_embed<T>(op); });
@@ -216,6 +225,10 @@ __global__ void __launch_bounds__(kProgramThreads, 2) program_kernel(const Progr
                 }
                 break;
             }
+        }
+        if (trace) {
+            __syncthreads();
+            if (threadIdx.x == 0) atomicMax(trace + 2 * i + 1, global_ns());
         }
         if (i + 1 < n_ops && ops[i + 1].kind == ProgramOpKind::Matvec && ops[i + 1].sync_before)
             prefetch_first_units(ops[i + 1], warp, n_warps);
@@ -259,7 +272,9 @@ ProgramPlan plan_program(std::vector<ProgramOp>& ops, int device) {
     return plan;
 }
 
-void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, cudaStream_t stream) {
+void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, unsigned long long* trace,
+                    cudaStream_t stream) {
+    if (trace) ORCD_CUDA_CHECK(cudaMemsetAsync(trace, 0, 2 * size_t(n_ops) * sizeof(unsigned long long), stream));
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(unsigned(plan.blocks));
     cfg.blockDim = dim3(kProgramThreads);
@@ -270,7 +285,7 @@ void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, cu
     attr[0].val.cooperative = 1;
     cfg.attrs = attr;
     cfg.numAttrs = 1;
-    ORCD_CUDA_CHECK(cudaLaunchKernelEx(&cfg, program_kernel, ops, n_ops, plan.slot, plan.xs_bytes));
+    ORCD_CUDA_CHECK(cudaLaunchKernelEx(&cfg, program_kernel, ops, n_ops, plan.slot, plan.xs_bytes, trace));
 }
 
 }  // namespace orcd::cuda

@@ -63,7 +63,9 @@ struct ProgramPlan {
 // geometry for `device`; blocks == 0 when some op does not fit the kernel.
 ProgramPlan plan_program(std::vector<ProgramOp>& ops, int device);
 
-// Runs the program (ops already in device memory) on `stream`: one cooperative launch.
-void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, cudaStream_t stream);
+// Runs the program (ops already in device memory) on `stream`: one cooperative
+// launch. With `trace` (2 * n_ops values), each op's start and end time in ns.
+void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, unsigned long long* trace,
+                    cudaStream_t stream);
 
 }  // namespace orcd::cuda

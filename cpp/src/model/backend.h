@@ -107,6 +107,7 @@ public:
             matmul(p.w, h, n, out + p.offset, ldo, p.bias ? &p.bias : nullptr, false);
     }
     // rope(qkv) with the session's parameters, then attention (which stores k and v).
+    // Afterwards the q and k parts of qkv are unspecified: a fusing backend rotates copies.
     virtual void rope_attention(BackendSession& s, int layer, float* qkv, int ld, int n, const int32_t* positions,
                                 float* out) {
         rope(qkv, n, ld, positions, s.rope);
