@@ -17,7 +17,7 @@ constexpr int kThreads = 128;
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeAttentionArgs p) {
     extern __shared__ float smem[];
     pdl_enter();
-    attention_decode_item<kThreads>(p, blockIdx.x, blockIdx.y, smem);
+    attention_decode_item<kThreads>(p, blockIdx.x, 0, blockIdx.y, smem);
 }
 
 }  // namespace

@@ -14,9 +14,9 @@
 // on the position, and only as many splits as the length needs do work.
 //
 // With `rope_store` set, the item also does what the rope + KV-store kernel did:
-// it rotates its group's q while loading them, and the split holding the new
-// position rotates that position's k and writes k and v into the cache before
-// reading its keys (no other split reads that position).
+// it rotates its q heads while loading them, and the items of the split holding
+// the new position rotate that position's k and use it (and v) from shared
+// memory; one of them writes both into the cache (no other split reads them).
 //
 // History: v3 moved the merge into the last block (one launch per layer less);
 // v4 put K and V tiles through shared memory (a per-thread loop over V in
@@ -53,7 +53,7 @@ __device__ __forceinline__ int attn_used_splits(int kv_len, int splits) {
 // Shared memory an item needs (dynamic part).
 __host__ __device__ constexpr size_t attn_item_smem_bytes(int group, int head_dim) {
     return sizeof(float) * (size_t(group) * head_dim + size_t(group) * kAttnKeyTile + 3 * kAttnMaxGroup +
-                            kAttnMaxHeadDim) +
+                            2 * kAttnMaxHeadDim) +
            sizeof(__half) * 2 * size_t(kAttnKeyTile) * (head_dim + kAttnPad);
 }
 
@@ -88,39 +88,60 @@ __device__ void attn_merge_splits(const float* partials, int first_head, int gro
         const float* acc = partials + size_t(first_head + g) * splits * (head_dim + 2) + 2 + d;
         const float* w = weight + g * kAttnMaxSplits;
         float num = 0.0f;
-#pragma unroll 8
-        for (int s = 0; s < used; ++s) num += w[s] * __ldcg(acc + size_t(s) * (head_dim + 2));
+        // Sixteen loads in flight at a time: the partials come from L2, one round trip each.
+        int s = 0;
+        for (; s + 16 <= used; s += 16) {
+            float v[16];
+#pragma unroll
+            for (int k = 0; k < 16; ++k) v[k] = __ldcg(acc + size_t(s + k) * (head_dim + 2));
+#pragma unroll
+            for (int k = 0; k < 16; ++k) num += w[s + k] * v[k];
+        }
+        for (; s < used; ++s) num += w[s] * __ldcg(acc + size_t(s) * (head_dim + 2));
         out[size_t(first_head + g) * head_dim + d] = num / total[g];
     }
 }
 
-// Item (kvh, split) by a block of NT threads (NT >= kAttnKeyTile); smem holds
+// Items that run at this KV length: per KV head, `subs` sets of query heads
+// times the used splits. With split_heads, short contexts give each query head
+// its own item (few splits would leave most blocks idle); long ones keep the
+// group together (each K/V tile read once per group).
+__device__ __forceinline__ int attn_head_sets(const DecodeAttentionArgs& p, int used) {
+    const int group = p.n_heads / p.n_kv_heads;
+    return p.split_heads && used * p.n_kv_heads * group <= kAttnTargetItems ? group : 1;
+}
+
+// Item (kvh, set, split) by a block of NT threads (NT >= kAttnKeyTile); smem holds
 // attn_item_smem_bytes(group, head_dim). Activations are read through L2
 // (__ldcg): inside the decode program other blocks wrote them moments before.
 template <int NT>
-__device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int split, float* smem) {
+__device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int set, int split, float* smem) {
     static_assert(NT % kAttnKeyTile == 0, "a block covers a key tile");
-    constexpr int kMaxPairs = kAttnMaxGroup * kAttnMaxHeadDim / NT;  // (head, dim) accumulators per thread
+    constexpr int kMaxPairs = (kAttnMaxGroup * kAttnMaxHeadDim + NT - 1) / NT;  // (head, dim) accumulators per thread
+    constexpr int kHeadSets = NT / kAttnKeyTile;  // threads score a key for every kHeadSets-th head
     const int group = p.n_heads / p.n_kv_heads, head_dim = p.head_dim;
-    float* qs = smem;                          // [group][head_dim], rotated and pre-scaled
-    float* ps = qs + group * head_dim;         // [group][kAttnKeyTile]: scores, then probabilities
-    float* m_run = ps + group * kAttnKeyTile;  // [group] running max
-    float* l_run = m_run + kAttnMaxGroup;      // [group] running sum
-    float* alpha = l_run + kAttnMaxGroup;      // [group] rescale factor of the current tile
-    float2* rot = reinterpret_cast<float2*>(alpha + kAttnMaxGroup);  // [rope_dim / 2] (cos, sin)
-    const int ldkv = head_dim + kAttnPad;
-    __half* ks = reinterpret_cast<__half*>(alpha + kAttnMaxGroup + kAttnMaxHeadDim);  // [kAttnKeyTile][ldkv]
-    __half* vs = ks + kAttnKeyTile * ldkv;
-    __shared__ bool last_item;
-
     const int pos = p.positions[0], kv_len = pos + 1;
     const int used = attn_used_splits(kv_len, p.splits);
-    if (split >= used) return;
+    const int subs = attn_head_sets(p, used);
+    if (split >= used || set >= subs) return;
+    const int nh = group / subs, h0 = kvh * group + set * nh;  // this item's query heads: h0 .. h0 + nh - 1
+    float* qs = smem;                          // [nh][head_dim], rotated and pre-scaled
+    float* ps = qs + group * head_dim;         // [nh][kAttnKeyTile]: scores, then probabilities
+    float* m_run = ps + group * kAttnKeyTile;  // [nh] running max
+    float* l_run = m_run + kAttnMaxGroup;      // [nh] running sum
+    float* alpha = l_run + kAttnMaxGroup;      // [nh] rescale factor of the current tile
+    float* fresh = alpha + kAttnMaxGroup;      // [2][head_dim]: the new position's k (rotated) and v
+    const int ldkv = head_dim + kAttnPad;
+    __half* ks = reinterpret_cast<__half*>(fresh + 2 * kAttnMaxHeadDim);  // [kAttnKeyTile][ldkv]
+    __half* vs = ks + kAttnKeyTile * ldkv;
+    __shared__ float2 rot[kAttnMaxHeadDim / 2];  // (cos, sin) per rotated pair
+    __shared__ bool last_item;
+
     const int chunk = (kv_len + used - 1) / used;
     const int begin = split * chunk, end = min(kv_len, begin + chunk);
+    const bool holds_new = p.rope_store && pos >= begin && pos < end;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int half = p.rope_dim / 2;
-    const float* q_in = p.qkv + size_t(kvh) * group * head_dim;
 
     if (p.rope_store) {
         for (int i = threadIdx.x; i < half; i += NT) {
@@ -139,27 +160,34 @@ __device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int
         const float x0 = __ldcg(head + a), x1 = __ldcg(head + b);
         return d == a ? x0 * rot[i].x - x1 * rot[i].y : x0 * rot[i].y + x1 * rot[i].x;
     };
-    for (int i = threadIdx.x; i < group * head_dim; i += NT)
-        qs[i] = rotated(q_in + (i / head_dim) * head_dim, i % head_dim) * p.scale;
-    if (threadIdx.x < group) {
+    for (int i = threadIdx.x; i < nh * head_dim; i += NT)
+        qs[i] = rotated(p.qkv + size_t(h0 + i / head_dim) * head_dim, i % head_dim) * p.scale;
+    if (threadIdx.x < nh) {
         m_run[threadIdx.x] = -FLT_MAX;
         l_run[threadIdx.x] = 0.0f;
     }
     const size_t head_base = size_t(kvh) * p.max_context * head_dim;
-    if (p.rope_store && pos >= begin && pos < end) {
+    if (holds_new) {
+        // The new position's k and v, as the cache will hold them (fp16). Every item
+        // of this split uses its own copy; one of them also stores it, so no item
+        // depends on another's global write.
         const float* k_in = p.qkv + size_t(p.n_heads + kvh) * head_dim;
         const float* v_in = p.qkv + size_t(p.n_heads + p.n_kv_heads + kvh) * head_dim;
         for (int d = threadIdx.x; d < head_dim; d += NT) {
-            p.k_cache[head_base + size_t(pos) * head_dim + d] = __float2half_rn(rotated(k_in, d));
-            p.v_cache[head_base + size_t(pos) * head_dim + d] = __float2half_rn(__ldcg(v_in + d));
+            const __half k = __float2half_rn(rotated(k_in, d)), v = __float2half_rn(__ldcg(v_in + d));
+            fresh[d] = __half2float(k);
+            fresh[kAttnMaxHeadDim + d] = __half2float(v);
+            if (set == 0) {
+                p.k_cache[head_base + size_t(pos) * head_dim + d] = k;
+                p.v_cache[head_base + size_t(pos) * head_dim + d] = v;
+            }
         }
-        __threadfence_block();  // the tile copies below read these entries back
     }
     __syncthreads();
 
     const __half* kbase = p.k_cache + head_base;
     const __half* vbase = p.v_cache + head_base;
-    const int n_pairs = group * head_dim;
+    const int n_pairs = nh * head_dim;
     float acc[kMaxPairs];
 #pragma unroll
     for (int i = 0; i < kMaxPairs; ++i) acc[i] = 0.0f;
@@ -169,16 +197,23 @@ __device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int
         const int chunks = head_dim / 8;  // 16-byte pieces per row
         for (int e = threadIdx.x; e < tile * chunks; e += NT) {
             const int j = e / chunks, c = e % chunks;
+            if (holds_new && j0 + j == pos) continue;  // patched in below
             const size_t src = size_t(j0 + j) * head_dim + 8 * c;
             __pipeline_memcpy_async(ks + j * ldkv + 8 * c, kbase + src, 16);
             __pipeline_memcpy_async(vs + j * ldkv + 8 * c, vbase + src, 16);
         }
         __pipeline_commit();
+        if (holds_new && pos >= j0 && pos < j0 + tile) {
+            for (int d = threadIdx.x; d < head_dim; d += NT) {
+                ks[(pos - j0) * ldkv + d] = __float2half_rn(fresh[d]);
+                vs[(pos - j0) * ldkv + d] = __float2half_rn(fresh[kAttnMaxHeadDim + d]);
+            }
+        }
         __pipeline_wait_prior(0);
         __syncthreads();
-        // Scores: thread t takes key t % tile-width for heads t / tile-width, + NT / tile-width, ...
-        const int key = threadIdx.x % kAttnKeyTile;
-        if (key < tile) {
+        // Scores: thread t takes key t % kAttnKeyTile for heads t / kAttnKeyTile, + kHeadSets, ...
+        const int key = threadIdx.x % kAttnKeyTile, first_head = threadIdx.x / kAttnKeyTile;
+        if (key < tile && first_head < nh) {
             const uint4* krow = reinterpret_cast<const uint4*>(ks + key * ldkv);
             float s[kAttnMaxGroup] = {};
             for (int d8 = 0; d8 < head_dim / 8; ++d8) {
@@ -193,7 +228,7 @@ __device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int
                 }
 #pragma unroll
                 for (int g = 0; g < kAttnMaxGroup; ++g) {
-                    if (g < group && g % (NT / kAttnKeyTile) == threadIdx.x / kAttnKeyTile) {
+                    if (g < nh && g % kHeadSets == first_head) {
                         const float* qg = qs + g * head_dim + 8 * d8;
 #pragma unroll
                         for (int i = 0; i < 8; ++i) s[g] += qg[i] * k[i];
@@ -202,10 +237,10 @@ __device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int
             }
 #pragma unroll
             for (int g = 0; g < kAttnMaxGroup; ++g)
-                if (g < group && g % (NT / kAttnKeyTile) == threadIdx.x / kAttnKeyTile) ps[g * kAttnKeyTile + key] = s[g];
+                if (g < nh && g % kHeadSets == first_head) ps[g * kAttnKeyTile + key] = s[g];
         }
         __syncthreads();
-        for (int g = warp; g < group; g += NT / 32) {
+        for (int g = warp; g < nh; g += NT / 32) {
             float mx = -FLT_MAX;
             for (int j = lane; j < tile; j += 32) mx = fmaxf(mx, ps[g * kAttnKeyTile + j]);
             const float m_new = fmaxf(m_run[g], warp_max(mx));
@@ -252,7 +287,7 @@ __device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int
 #pragma unroll
         for (int i = 0; i < kMaxPairs; ++i) {
             const int pair = threadIdx.x + i * NT;
-            if (pair < n_pairs) p.out[size_t(kvh * group) * head_dim + pair] = acc[i] / l_run[pair / head_dim];
+            if (pair < n_pairs) p.out[size_t(h0) * head_dim + pair] = acc[i] / l_run[pair / head_dim];
         }
         return;
     }
@@ -262,7 +297,7 @@ __device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int
         const int pair = threadIdx.x + i * NT;
         if (pair < n_pairs) {
             const int g = pair / head_dim, d = pair % head_dim;
-            float* rec = p.partials + (size_t(kvh * group + g) * p.splits + split) * (head_dim + 2);
+            float* rec = p.partials + (size_t(h0 + g) * p.splits + split) * (head_dim + 2);
             rec[2 + d] = acc[i];
             if (d == 0) {
                 rec[0] = m_run[g];
@@ -270,12 +305,12 @@ __device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int
             }
         }
     }
-    // Publish this split, then count it; the item that counts last merges.
+    // Publish this item, then count it; the item that counts last merges the group.
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
         const unsigned done = atomicAdd(&p.counters[kvh], 1u);
-        last_item = done == unsigned(used - 1);
+        last_item = done == unsigned(used * subs - 1);
         if (last_item) p.counters[kvh] = 0;  // ready for the next step; no other item of this step touches it
     }
     __syncthreads();

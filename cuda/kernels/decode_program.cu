@@ -5,10 +5,11 @@
 //
 // Products stage their input row once per block in shared memory (normalised,
 // or SwiGLU'd from gate and up: the ops before them fold away at the cost of a
-// few hundred floats per block), and copy each unit's weight rows into shared
-// memory with 8-byte asynchronous copies, two units in flight per warp (the
-// next unit's copy overlaps this unit's arithmetic). Before a barrier each warp
-// asks L2 for the first rows it will read after it.
+// few thousand floats per block, loaded all at once: one L2 round trip), and
+// copy each unit's weight rows into shared memory with 8-byte asynchronous
+// copies, kSlots units in flight per warp (later units' copies overlap this
+// unit's arithmetic). Before a barrier each warp asks L2 for the first rows it
+// will read after it.
 //
 // Coherence: L1 is not coherent between blocks, and activations are rewritten
 // by other blocks between ops, so every activation is read with __ldcg (L2);
@@ -34,34 +35,58 @@ namespace cg = cooperative_groups;
 
 constexpr int kWarps = kProgramThreads / 32;
 constexpr int kMaxRowsPerUnit = 4;
+constexpr int kSlots = 3;  // weight copies in flight per warp
 
 struct Smem {
     float* xs;       // the product's input row [cols]
-    uint8_t* stage;  // per warp: two slots of `slot` bytes
+    uint8_t* stage;  // per warp: kSlots slots of `slot` bytes
     size_t slot;
 };
 
 __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
 
-// xs = the op's input row, by the whole block.
+// xs = the op's input row, by the whole block: each thread's float4 loads are
+// all issued before any is used (the row comes from L2, written by other blocks).
 __device__ void stage_input(const ProgramOp& op, float* xs) {
-    const int64_t cols = op.cols;
-    float scale = 1.0f;
-    if (op.input == ProgramInput::Norm) {
-        float ss = 0.0f;
-        for (int64_t c = threadIdx.x; c < cols; c += kProgramThreads) {
-            const float v = __ldcg(op.x + c);
-            ss += v * v;
+    constexpr int kPer = 4;  // float4s per thread and round: 8 K floats per round
+    const int64_t n4 = op.cols / 4;
+    const float4* x = reinterpret_cast<const float4*>(op.x);
+    const float4* up = reinterpret_cast<const float4*>(op.x + op.cols);
+    const float4* nw = reinterpret_cast<const float4*>(op.norm_w);
+    float4* out = reinterpret_cast<float4*>(xs);
+    float ss = 0.0f;
+    for (int64_t base = 0; base < n4; base += int64_t(kPer) * kProgramThreads) {
+        float4 v[kPer], u[kPer];
+#pragma unroll
+        for (int k = 0; k < kPer; ++k) {
+            const int64_t c = base + k * kProgramThreads + threadIdx.x;
+            if (c < n4) {
+                v[k] = __ldcg(x + c);
+                if (op.input == ProgramInput::Swiglu) u[k] = __ldcg(up + c);
+            }
         }
-        scale = rsqrtf(block_sum(ss) / float(cols) + op.eps);
+#pragma unroll
+        for (int k = 0; k < kPer; ++k) {
+            const int64_t c = base + k * kProgramThreads + threadIdx.x;
+            if (c >= n4) continue;
+            float4 o = v[k];
+            if (op.input == ProgramInput::Swiglu) {
+                o = make_float4(silu(v[k].x) * u[k].x, silu(v[k].y) * u[k].y, silu(v[k].z) * u[k].z,
+                                silu(v[k].w) * u[k].w);
+            } else if (op.input == ProgramInput::Norm) {
+                ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+                const float4 w = nw[c];
+                o = make_float4(v[k].x * w.x, v[k].y * w.y, v[k].z * w.z, v[k].w * w.w);
+            }
+            out[c] = o;
+        }
     }
-    for (int64_t c = threadIdx.x; c < cols; c += kProgramThreads) {
-        if (op.input == ProgramInput::Norm)
-            xs[c] = __ldcg(op.x + c) * scale * op.norm_w[c];
-        else if (op.input == ProgramInput::Swiglu)
-            xs[c] = silu(__ldcg(op.x + c)) * __ldcg(op.x + cols + c);
-        else
-            xs[c] = __ldcg(op.x + c);
+    if (op.input == ProgramInput::Norm) {
+        const float scale = rsqrtf(block_sum(ss) / float(op.cols) + op.eps);  // synchronises the block
+        for (int64_t c = threadIdx.x; c < n4; c += kProgramThreads) {
+            float4 o = out[c];
+            out[c] = make_float4(o.x * scale, o.y * scale, o.z * scale, o.w * scale);
+        }
     }
     __syncthreads();
 }
@@ -90,24 +115,34 @@ __device__ __forceinline__ int copy_unit(const ProgramOp& op, int64_t u, uint8_t
 template <TensorType T, int R>
 __device__ void run_matvec(const ProgramOp& op, const Smem& sm, int warp, int n_warps) {
     const int lane = threadIdx.x % 32;
-    uint8_t* slots[2] = {sm.stage + size_t(threadIdx.x / 32) * 2 * sm.slot,
-                         sm.stage + size_t(threadIdx.x / 32) * 2 * sm.slot + sm.slot};
+    uint8_t* stage = sm.stage + size_t(threadIdx.x / 32) * kSlots * sm.slot;
     const int64_t units = (op.rows + R - 1) / R;
     const int64_t groups = op.cols / 8;
-    int64_t u = first_unit_of(op, warp, n_warps);
-    if (u >= units) return;
-    int lead = copy_unit(op, u, slots[0], lane);
-    __pipeline_commit();
-    for (int k = 0; u < units; u += n_warps, k ^= 1) {
-        const int64_t next = u + n_warps;
-        int next_lead = 0;
-        if (next < units) next_lead = copy_unit(op, next, slots[k ^ 1], lane);
+    const int64_t u0 = first_unit_of(op, warp, n_warps);
+    if (u0 >= units) return;
+    // A ring of kSlots copies: unit k's rows land in slot k % kSlots; the copy
+    // of unit k + kSlots - 1 is issued before unit k is computed.
+#pragma unroll
+    for (int k = 0; k < kSlots - 1; ++k) {
+        const int64_t u = u0 + k * int64_t(n_warps);
+        if (u < units) copy_unit(op, u, stage + k * sm.slot, lane);
         __pipeline_commit();
-        __pipeline_wait_prior(1);  // this unit's copy has landed; the next one's may still fly
-        __syncwarp();
-        const uint8_t* src = slots[k] + lead;
+    }
+    int k = 0;
+    for (int64_t u = u0; u < units; u += n_warps, ++k) {
+        const int ahead = (k + kSlots - 1) % kSlots;
+        const int64_t u_ahead = u + int64_t(kSlots - 1) * n_warps;
+        if (u_ahead < units) copy_unit(op, u_ahead, stage + ahead * sm.slot, lane);
+        __pipeline_commit();
         const int64_t r0 = u * R;
         const int nr = int(min(int64_t(R), op.rows - r0));
+        // What the epilogue adds to, loaded now so that its L2 round trip overlaps the arithmetic.
+        float prev = 0.0f;
+        if (lane < nr) prev = (op.accumulate ? __ldcg(op.out + r0 + lane) : 0.0f) + (op.bias ? op.bias[r0 + lane] : 0.0f);
+        __pipeline_wait_prior(kSlots - 1);  // unit k's copy has landed; later ones may still fly
+        __syncwarp();
+        const int lead = int(reinterpret_cast<uintptr_t>(op.w + size_t(r0) * op.row_bytes) & 7);  // as copy_unit
+        const uint8_t* src = stage + (k % kSlots) * sm.slot + lead;
         float acc[R];
 #pragma unroll
         for (int j = 0; j < R; ++j) acc[j] = 0.0f;
@@ -128,14 +163,9 @@ __device__ void run_matvec(const ProgramOp& op, const Smem& sm, int warp, int n_
 #pragma unroll
         for (int j = 0; j < R; ++j) {
             const float sum = warp_sum(acc[j]);
-            if (lane == j && j < nr) {
-                const int64_t r = r0 + j;
-                float* o = op.out + r;
-                *o = (op.accumulate ? __ldcg(o) : 0.0f) + sum + (op.bias ? op.bias[r] : 0.0f);
-            }
+            if (lane == j && j < nr) op.out[r0 + j] = prev + sum;
         }
-        __syncwarp();  // the slot is refilled two units later
-        lead = next_lead;
+        __syncwarp();  // the slot is refilled kSlots - 1 units later
     }
 }
 
@@ -183,10 +213,10 @@ __device__ __forceinline__ unsigned long long global_ns() {
     return t;
 }
 
-// Two blocks per multiprocessor: 128 registers per thread at most. With a
+// One block per multiprocessor: 128 registers per thread at most. With a
 // trace, op i's start (block 0, after its barrier) goes to trace[2i] and the
 // time the last block finished it to trace[2i + 1] (trace zeroed before).
-__global__ void __launch_bounds__(kProgramThreads, 2) program_kernel(const ProgramOp* ops, int n_ops, size_t slot,
+__global__ void __launch_bounds__(kProgramThreads, 1) program_kernel(const ProgramOp* ops, int n_ops, size_t slot,
                                                                       size_t xs_bytes, unsigned long long* trace) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ __align__(16) uint8_t op_bytes[sizeof(ProgramOp)];  // raw: a __shared__ object cannot have a constructor
@@ -217,10 +247,13 @@ __global__ void __launch_bounds__(kProgramThreads, 2) program_kernel(const Progr
                 });
                 break;
             case ProgramOpKind::Attention: {
-                const int items = op.attn.n_kv_heads * op.attn.splits;
+                // Items (KV head, query-head set, split), KV heads innermost; the item
+                // decides from the KV length whether its set and split have work.
+                const int kv = op.attn.n_kv_heads, group = op.attn.n_heads / kv;
+                const int items = kv * group * op.attn.splits;
                 for (int item = blockIdx.x; item < items; item += gridDim.x) {
-                    attention_decode_item<kProgramThreads>(op.attn, item % op.attn.n_kv_heads,
-                                                           item / op.attn.n_kv_heads, reinterpret_cast<float*>(smem));
+                    attention_decode_item<kProgramThreads>(op.attn, item % kv, (item / kv) % group,
+                                                           item / (kv * group), reinterpret_cast<float*>(smem));
                     __syncthreads();
                 }
                 break;
@@ -242,13 +275,13 @@ ProgramPlan plan_program(std::vector<ProgramOp>& ops, int device) {
     int sms = 0, optin = 0;
     ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    const int64_t nominal_warps = int64_t(2) * sms * kWarps;
+    const int64_t nominal_warps = int64_t(sms) * kWarps;
     size_t xs_floats = 0, attn_bytes = 0;
     int64_t phase_units = 0;
     for (ProgramOp& op : ops) {
         if (op.kind == ProgramOpKind::Matvec) {
-            // Four rows per unit only where every warp gets at least two units anyway.
-            op.rows_per_unit = op.rows >= 2 * kMaxRowsPerUnit * nominal_warps ? kMaxRowsPerUnit : 1;
+            // Four rows per unit where that still gives at least half the warps a unit.
+            op.rows_per_unit = 2 * op.rows >= kMaxRowsPerUnit * nominal_warps ? kMaxRowsPerUnit : 1;
             if (op.sync_before) phase_units = 0;
             op.first_unit = int32_t(phase_units % nominal_warps);
             phase_units += (op.rows + op.rows_per_unit - 1) / op.rows_per_unit;
@@ -260,7 +293,7 @@ ProgramPlan plan_program(std::vector<ProgramOp>& ops, int device) {
         }
     }
     plan.xs_bytes = align_up(xs_floats * sizeof(float), 16);
-    plan.smem = std::max(attn_bytes, plan.xs_bytes + size_t(kWarps) * 2 * plan.slot);
+    plan.smem = std::max(attn_bytes, plan.xs_bytes + size_t(kWarps) * kSlots * plan.slot);
     // Static shared memory (the op, reductions, the attention merge) comes on top.
     cudaFuncAttributes attr{};
     ORCD_CUDA_CHECK(cudaFuncGetAttributes(&attr, program_kernel));
@@ -268,7 +301,7 @@ ProgramPlan plan_program(std::vector<ProgramOp>& ops, int device) {
     ORCD_CUDA_CHECK(cudaFuncSetAttribute(program_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(plan.smem)));
     int per_sm = 0;
     ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, program_kernel, kProgramThreads, plan.smem));
-    plan.blocks = sms * std::min(per_sm, 2);
+    plan.blocks = sms * std::min(per_sm, 1);
     return plan;
 }
 

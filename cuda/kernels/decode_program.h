@@ -48,14 +48,15 @@ struct alignas(16) ProgramOp {
     DecodeAttentionArgs attn{};
 };
 
-// Threads per block of the program kernel.
-constexpr int kProgramThreads = 256;
+// Threads per block of the program kernel: one block per multiprocessor (fewer
+// blocks make cheaper grid barriers; 16 warps keep enough weight copies in flight).
+constexpr int kProgramThreads = 512;
 
 // Launch geometry and shared memory of a recorded program on one device.
 struct ProgramPlan {
     int blocks = 0;     // resident blocks (0: the program cannot run on this device)
     size_t smem = 0;    // dynamic shared memory per block
-    size_t slot = 0;    // bytes of one weight staging slot (two per warp)
+    size_t slot = 0;    // bytes of one weight staging slot (kProgramSlots per warp)
     size_t xs_bytes = 0;  // the products' input row, at the start of the dynamic shared memory
 };
 

@@ -75,6 +75,7 @@ struct DecodeAttentionArgs {
     unsigned* counters;  // [n_kv_heads], zero between steps
     float* out;          // [n_heads * head_dim]
     bool rope_store;     // rotate q and the new k, store k and v (else both were done before)
+    bool split_heads;    // at short contexts one item per query head (attention_decode.cuh)
     bool neox;
     int rope_dim;
     float freq_base, freq_scale, attn_factor;
