@@ -393,6 +393,9 @@ TEST_F(CudaOps, AttentionPrefillAndDecode) {
         {4, 4, 64, {5, 70, 1, 1}},      {8, 2, 64, {33, 1, 130, 1}},     {14, 2, 64, {200, 1, 1, 3}},
         {7, 1, 128, {17, 64, 1}},       {16, 2, 128, {100, 1, 1}},       {8, 8, 96, {65, 1}},
         {14, 2, 64, {1, 1, 1, 1, 1}},   {14, 2, 64, {1000, 1}},
+        // Partial row tiles, 1:1 to 8:1, every head_dim, 9 to 2048 tokens per step.
+        {4, 4, 32, {9, 600, 1}},         {8, 2, 80, {300, 129, 1}},       {8, 1, 128, {1500, 1}},
+        {14, 2, 64, {512, 512, 512, 512, 1}}, {14, 2, 64, {2048, 1}},     {7, 7, 96, {77, 1}},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " dim " +
@@ -400,7 +403,7 @@ TEST_F(CudaOps, AttentionPrefillAndDecode) {
         ModelConfig cfg;
         cfg.n_layers = 2; cfg.n_heads = c.n_heads; cfg.n_kv_heads = c.n_kv_heads; cfg.head_dim = c.head_dim;
         cfg.n_embd = c.n_heads * c.head_dim; cfg.n_ff = 64; cfg.n_vocab = 32;
-        SessionShape shape{2048, 1024, 1};
+        SessionShape shape{4096, 2048, 1};
         RopeParams rp;
         rp.n_heads = c.n_heads; rp.n_kv_heads = c.n_kv_heads; rp.head_dim = c.head_dim; rp.rope_dim = c.head_dim;
         auto cs = cpu->create_session(cfg, shape);
