@@ -109,23 +109,24 @@ __device__ __forceinline__ void mma_step(float (&acc)[Cfg<BM>::kMI][Cfg<BM>::kNJ
     using C = Cfg<BM>;
 #pragma unroll
     for (int kk = 0; kk < kTK; kk += 16) {
-        uint32_t a[C::kMI][4], b[C::kNJ][2];
-        // A: matrices (rows 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15) = a[0..3].
-#pragma unroll
-        for (int mi = 0; mi < C::kMI; ++mi)
-            ldmatrix_x4(a[mi], As + (wm + 16 * mi + (lane & 15)) * kLd + kk + 8 * (lane >> 4));
         // B (rows of W = n, k contiguous): matrices (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7),
         // (n 8-15, k 8-15) = b[2p][0], b[2p][1], b[2p+1][0], b[2p+1][1].
+        uint32_t b[C::kNJ][2];
 #pragma unroll
         for (int p = 0; p < C::kNJ / 2; ++p) {
             uint32_t r[4];
             ldmatrix_x4(r, Bs + (wn + 16 * p + 8 * (lane >> 4) + (lane & 7)) * kLd + kk + 8 * ((lane >> 3) & 1));
             b[2 * p][0] = r[0]; b[2 * p][1] = r[1]; b[2 * p + 1][0] = r[2]; b[2 * p + 1][1] = r[3];
         }
+        // A, one 16-row slice at a time (fewer live registers): matrices (rows 0-7, k 0-7),
+        // (8-15, 0-7), (0-7, 8-15), (8-15, 8-15) = a[0..3].
 #pragma unroll
-        for (int mi = 0; mi < C::kMI; ++mi)
+        for (int mi = 0; mi < C::kMI; ++mi) {
+            uint32_t a[4];
+            ldmatrix_x4(a, As + (wm + 16 * mi + (lane & 15)) * kLd + kk + 8 * (lane >> 4));
 #pragma unroll
-            for (int nj = 0; nj < C::kNJ; ++nj) mma_16816(acc[mi][nj], a[mi], b[nj]);
+            for (int nj = 0; nj < C::kNJ; ++nj) mma_16816(acc[mi][nj], a, b[nj]);
+        }
     }
 }
 
