@@ -69,6 +69,8 @@ public:
     std::vector<__half*> k_cache, v_cache;  // per layer: [n_kv_heads, max_context, head_dim]
     float* attn_partials = nullptr;         // split-K decode partial results
     unsigned* attn_counters = nullptr;      // per KV head: splits done (decode merge)
+    void* gemm_scratch = nullptr;           // prefill products: fp16 activations, split-K partials
+    size_t gemm_scratch_bytes = 0;
     PickBuffers picks;
     AttentionShape attn_shape;
     std::unique_ptr<PinnedBuffer> inputs;   // staged ids and positions
@@ -117,8 +119,9 @@ thread_local CudaSession* t_bound = nullptr;
 // Where a session's buffers sit inside its arena.
 struct SessionLayout {
     size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, counters, pick_indices, pick_values, program,
-        trace, kv;
+        trace, gemm, kv;
     size_t program_capacity = 0;  // ops
+    size_t gemm_bytes = 0;
     size_t kv_bytes = 0, scratch_bytes = 0, total = 0;
     size_t kv_layer_bytes = 0;  // one of K or V for one layer
 };
@@ -145,6 +148,11 @@ SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
     L.program_capacity = size_t(c.n_layers) * 8 + 8;  // a layer records 6 ops (3 QKV parts)
     L.program = a.add(L.program_capacity * sizeof(ProgramOp));
     L.trace = a.add(2 * L.program_capacity * sizeof(unsigned long long));
+    // The tensor-core products (steps of more than kMatvecMaxTokens tokens); their
+    // inputs are n_embd (qkv, gate/up, output), q_dim (o) or n_ff (down) wide.
+    if (s.max_batch > kMatvecMaxTokens)
+        L.gemm_bytes = gemm_scratch_bytes(s.max_batch, std::max({int64_t(c.n_embd), int64_t(q_dim), int64_t(c.n_ff)}));
+    L.gemm = a.add(L.gemm_bytes);
     L.scratch_bytes = a.total();
     L.kv_layer_bytes = align_up(size_t(s.max_context) * kv_dim * sizeof(__half));
     L.kv = a.add(2 * size_t(c.n_layers) * L.kv_layer_bytes);
@@ -179,6 +187,7 @@ public:
     ~CudaBackend() override {
         cudaSetDevice(device_);
         for (void* p : extra_) cudaFree(p);
+        cudaFree(gemm_scratch_);
         cudaFree(picks_.indices);
         cudaFree(picks_.values);
         cudaStreamDestroy(stream_);
@@ -279,6 +288,8 @@ public:
         s->program_ops = reinterpret_cast<ProgramOp*>(base + L.program);
         s->program_capacity = L.program_capacity;
         if (trace_) s->program_trace = reinterpret_cast<unsigned long long*>(base + L.trace);
+        s->gemm_scratch = L.gemm_bytes ? base + L.gemm : nullptr;
+        s->gemm_scratch_bytes = L.gemm_bytes;
         for (int l = 0; l < c.n_layers; ++l) {
             s->k_cache.push_back(reinterpret_cast<__half*>(base + L.kv + (2 * size_t(l)) * L.kv_layer_bytes));
             s->v_cache.push_back(reinterpret_cast<__half*>(base + L.kv + (2 * size_t(l) + 1) * L.kv_layer_bytes));
@@ -372,10 +383,23 @@ public:
                 bool accumulate) override {
         const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
         if (CudaSession* r = recorder()) record_matvec(*r, w, ProgramInput::Plain, x, nullptr, 0.0f, out, b, accumulate, true);
-        if (n <= kMatvecMaxTokens)
+        if (n <= kMatvecMaxTokens) {
             launch_matvec(w, x, n, out, ldo, b, accumulate, stream());
-        else
-            launch_gemm(w, x, n, out, ldo, b, accumulate, stream());
+        } else if (t_bound) {
+            launch_gemm(w, x, n, out, ldo, b, accumulate, t_bound->gemm_scratch, t_bound->gemm_scratch_bytes, stream());
+        } else {
+            // Unbound calls (the op tests) use the backend's own scratch, grown on demand.
+            const size_t need = gemm_scratch_bytes(n, w.cols);
+            if (gemm_scratch_bytes_ < need) {
+                ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the kernels using the old one are done
+                if (gemm_scratch_) ORCD_CUDA_CHECK(cudaFree(gemm_scratch_));
+                gemm_scratch_ = nullptr;
+                gemm_scratch_bytes_ = 0;
+                ORCD_CUDA_CHECK(cudaMalloc(&gemm_scratch_, need));
+                gemm_scratch_bytes_ = need;
+            }
+            launch_gemm(w, x, n, out, ldo, b, accumulate, gemm_scratch_, gemm_scratch_bytes_, stream());
+        }
     }
 
     // One token: the norm is computed inside each product (launch_matvec1, Norm),
@@ -606,6 +630,8 @@ private:
     PickBuffers picks_;  // argmax / top-k results of unbound calls
     bool use_program_ = true;
     bool trace_ = false;
+    void* gemm_scratch_ = nullptr;  // GEMM scratch of unbound calls
+    size_t gemm_scratch_bytes_ = 0;
 };
 
 }  // namespace

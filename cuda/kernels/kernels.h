@@ -36,8 +36,11 @@ struct MatvecIn {
 void launch_matvec1(const Weight& w, MatvecInput input, const MatvecIn& in, float* out, int ldo, const float* bias,
                     bool accumulate, cudaStream_t stream);
 // The same product for any n, on tensor cores (fp16 operands, fp32 accumulation).
+// scratch (device memory, at least gemm_scratch_bytes(n, w.cols)) holds the fp16
+// copy of x and the partial sums of a K split; results do not depend on it.
+size_t gemm_scratch_bytes(int max_n, int64_t max_cols);
 void launch_gemm(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
-                 cudaStream_t stream);
+                 void* scratch, size_t scratch_bytes, cudaStream_t stream);
 
 // Rotates q and k of qkv in place; positions on the device.
 void launch_rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p, cudaStream_t stream);

@@ -214,22 +214,32 @@ TEST_F(CudaOps, RmsNorm) {
 }
 
 // Matmul: every type x tokens (matvec path <= 8, tensor-core GEMM above) x shapes,
-// with bias, accumulation and a row stride wider than the output.
+// with bias, accumulation and a row stride wider than the output. The GEMM shapes
+// cover 64- and 128-token tiles, partial tiles in every dimension, a K that is
+// not a multiple of the 64-wide step, K split over blocks (few tiles: most
+// shapes here) and not split (rows 1100 x 2048 tokens: 144 tiles).
 TEST_F(CudaOps, MatmulEveryTypeAndShape) {
-    struct Shape { uint64_t cols, rows; };
+    struct Case { uint64_t cols, rows; std::vector<int> ns; };
     for (TensorType t : kAllTypes) {
         const uint64_t bs = gguf::traits(t).block_size;
-        const Shape shapes[] = {{bs == 256 ? 256u : 64u, 7}, {bs == 256 ? 512u : 96u, 129}, {bs == 256 ? 1024u : 896u, 300}};
-        for (const Shape& sh : shapes) {
+        const uint64_t odd_cols = bs == 1 ? 200u : bs == 32 ? 160u : 768u;
+        const Case cases[] = {
+            {bs == 256 ? 256u : 64u, 7, {1, 3, 8, 9, 64, 77}},
+            {bs == 256 ? 512u : 96u, 129, {1, 8, 9, 65, 130}},
+            {bs == 256 ? 1024u : 896u, 300, {1, 3, 8, 9, 64, 77, 300}},
+            {odd_cols, 45, {9, 33, 200}},
+            {bs == 256 ? 1024u : 896u, 1100, {2048}},
+        };
+        for (const Case& c : cases) {
             WeightSet ws;
-            build_weights(ws, {{"w", t, sh.cols, sh.rows}, {"b", TensorType::F32, sh.rows, 1}}, *cpu, *gpu, rng);
-            for (int n : {1, 3, 8, 9, 64, 77}) {
+            build_weights(ws, {{"w", t, c.cols, c.rows}, {"b", TensorType::F32, c.rows, 1}}, *cpu, *gpu, rng);
+            for (int n : c.ns) {
                 for (int variant = 0; variant < 2; ++variant) {
                     const bool bias_acc = variant == 1;
-                    SCOPED_TRACE(std::string(gguf::traits(t).name) + " cols " + std::to_string(sh.cols) + " rows " +
-                                 std::to_string(sh.rows) + " n " + std::to_string(n) + (bias_acc ? " bias+acc" : ""));
-                    const int ldo = int(sh.rows) + (bias_acc ? 5 : 0);
-                    auto x = random_floats(size_t(n) * sh.cols, rng);
+                    SCOPED_TRACE(std::string(gguf::traits(t).name) + " cols " + std::to_string(c.cols) + " rows " +
+                                 std::to_string(c.rows) + " n " + std::to_string(n) + (bias_acc ? " bias+acc" : ""));
+                    const int ldo = int(c.rows) + (bias_acc ? 5 : 0);
+                    auto x = random_floats(size_t(n) * c.cols, rng);
                     auto init = random_floats(size_t(n) * ldo, rng);
                     std::vector<float> ref = init;
                     cpu->matmul(ws.cpu[0], x.data(), n, ref.data(), ldo, bias_acc ? &ws.cpu[1] : nullptr, bias_acc);
@@ -240,6 +250,35 @@ TEST_F(CudaOps, MatmulEveryTypeAndShape) {
                 }
             }
         }
+    }
+}
+
+// The prefill products of the default model's shape (q/o 896 x 896, k/v 128 x 896,
+// gate+up 9728 x 896, down 896 x 4864, n = 512: split K for all but gate+up) with
+// its tensor types, against the CPU; and each twice, bit for bit: the split-K
+// reduction has a fixed order.
+TEST_F(CudaOps, MatmulPrefillShapesDeterministic) {
+    struct Case { TensorType type; uint64_t cols, rows; int n; };
+    const Case cases[] = {
+        {TensorType::Q5_0, 896, 896, 512},   {TensorType::Q8_0, 896, 128, 512},  {TensorType::Q5_0, 896, 9728, 512},
+        {TensorType::Q6_K, 4864, 896, 512},  {TensorType::Q4_K, 4864, 896, 512}, {TensorType::Q4_K, 4864, 896, 2048},
+        {TensorType::F16, 4864, 896, 100},
+    };
+    for (const Case& c : cases) {
+        SCOPED_TRACE(std::string(gguf::traits(c.type).name) + " cols " + std::to_string(c.cols) + " rows " +
+                     std::to_string(c.rows) + " n " + std::to_string(c.n));
+        WeightSet ws;
+        build_weights(ws, {{"w", c.type, c.cols, c.rows}}, *cpu, *gpu, rng);
+        auto x = random_floats(size_t(c.n) * c.cols, rng, -2, 2);
+        auto init = random_floats(size_t(c.n) * c.rows, rng);
+        std::vector<float> ref = init;
+        cpu->matmul(ws.cpu[0], x.data(), c.n, ref.data(), int(c.rows), nullptr, true);
+        DeviceVec<float> dx(x), out1(init), out2(init);
+        gpu->matmul(ws.gpu[0], dx.ptr, c.n, out1.ptr, int(c.rows), nullptr, true);
+        gpu->matmul(ws.gpu[0], dx.ptr, c.n, out2.ptr, int(c.rows), nullptr, true);
+        const auto a = out1.host(), b = out2.host();
+        EXPECT_LT(rel_error(a, ref), 2e-3);
+        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << "two runs differ";
     }
 }
 
@@ -354,6 +393,9 @@ TEST_F(CudaOps, AttentionPrefillAndDecode) {
         {4, 4, 64, {5, 70, 1, 1}},      {8, 2, 64, {33, 1, 130, 1}},     {14, 2, 64, {200, 1, 1, 3}},
         {7, 1, 128, {17, 64, 1}},       {16, 2, 128, {100, 1, 1}},       {8, 8, 96, {65, 1}},
         {14, 2, 64, {1, 1, 1, 1, 1}},   {14, 2, 64, {1000, 1}},
+        // Partial row tiles, 1:1 to 8:1, every head_dim, 9 to 2048 tokens per step.
+        {4, 4, 32, {9, 600, 1}},         {8, 2, 80, {300, 129, 1}},       {8, 1, 128, {1500, 1}},
+        {14, 2, 64, {512, 512, 512, 512, 1}}, {14, 2, 64, {2048, 1}},     {7, 7, 96, {77, 1}},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " dim " +
@@ -361,7 +403,7 @@ TEST_F(CudaOps, AttentionPrefillAndDecode) {
         ModelConfig cfg;
         cfg.n_layers = 2; cfg.n_heads = c.n_heads; cfg.n_kv_heads = c.n_kv_heads; cfg.head_dim = c.head_dim;
         cfg.n_embd = c.n_heads * c.head_dim; cfg.n_ff = 64; cfg.n_vocab = 32;
-        SessionShape shape{2048, 1024, 1};
+        SessionShape shape{4096, 2048, 1};
         RopeParams rp;
         rp.n_heads = c.n_heads; rp.n_kv_heads = c.n_kv_heads; rp.head_dim = c.head_dim; rp.rope_dim = c.head_dim;
         auto cs = cpu->create_session(cfg, shape);
