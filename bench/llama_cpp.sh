@@ -7,7 +7,8 @@
 #   vendor/llama.cpp only what a CUDA build of llama-bench needs (ggml with its
 #   CPU and CUDA backends, src, include, common, vendor, cmake, the tools the
 #   top CMakeLists.txt adds; no tests, examples, models, docs, web UI) into DEST
-#   (about 25 MB), then prints its size.
+#   (about 25 MB) with the vendored llama.cpp commit in DEST/LLAMA_CPP_COMMIT,
+#   then prints its size.
 #
 # usage: bench/llama_cpp.sh bench SRC BUILD_DIR MODEL OUT
 #   On the GPU machine, offline. Configures and builds llama-bench from SRC (a
@@ -64,7 +65,10 @@ fetch() {
   rm -rf "$dest"
   mkdir -p "$dest"
   tar xzf "$tmp/$SDIST" -C "$dest" --strip-components=3 "${excludes[@]}" "${members[@]/#/$top/}"
-  echo "llama.cpp (llama-cpp-python $VERSION) in $dest: $(du -sh "$dest" | cut -f1)"
+  # The llama.cpp commit the package vendors (its git submodule's HEAD).
+  tar xzf "$tmp/$SDIST" -O "llama_cpp_python-$VERSION/.git/modules/vendor/llama.cpp/HEAD" > "$dest/LLAMA_CPP_COMMIT" \
+    2> /dev/null || echo unknown > "$dest/LLAMA_CPP_COMMIT"
+  echo "llama.cpp $(cat "$dest/LLAMA_CPP_COMMIT") (llama-cpp-python $VERSION) in $dest: $(du -sh "$dest" | cut -f1)"
 }
 
 # llama.cpp's CUDA backend links cuBLAS. When the CUDA toolkit has none, the
@@ -97,11 +101,15 @@ driver_lib() {
 }
 
 bench() {
-  local src build model out start bin
+  local src build model out start bin commit
   src=$(realpath "$1"); build=$2; model=$(realpath "$3"); out=$4
   mkdir -p "$out" "$build"
   build=$(realpath "$build"); out=$(realpath "$out")
   bin=$build/bin/llama-bench
+  commit=$(cat "$src/LLAMA_CPP_COMMIT" 2> /dev/null || echo unknown)
+  # SRC may lie inside another git checkout (this repository): keep llama.cpp's
+  # build info from reporting that checkout's commit.
+  export GIT_CEILING_DIRECTORIES=$(dirname "$src")
   if [ -x "$bin" ]; then
     echo "llama-bench already built in $build"
   else
@@ -129,7 +137,7 @@ bench() {
   fi
   local common=(-m "$model" -ngl 99 -fa 1 -r 10 -o md)
   {
-    echo "llama.cpp (llama-cpp-python $VERSION), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+    echo "llama.cpp ${commit:0:10} (llama-cpp-python $VERSION), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
     echo
     "$bin" "${common[@]}" -p 512,2048 -n 128 && echo && "$bin" "${common[@]}" -p 0 -n 128 -d 8192
   } 2> "$out/llama_bench.err" | tee "$out/llama_bench.md" || { tail -20 "$out/llama_bench.err"; exit 1; }
