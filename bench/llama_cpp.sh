@@ -3,7 +3,7 @@
 #
 # usage: bench/llama_cpp.sh fetch DEST
 #   Needs network access. Downloads the llama-cpp-python 0.3.36 source
-#   distribution from PyPI (sha256-checked) and extracts from its
+#   distribution from PyPI with pip (sha256-checked) and extracts from its
 #   vendor/llama.cpp only what a CUDA build of llama-bench needs (ggml with its
 #   CPU and CUDA backends, src, include, common, vendor, cmake, the tools the
 #   top CMakeLists.txt adds; no tests, examples, models, docs, web UI) into DEST
@@ -30,23 +30,19 @@ set -euo pipefail
 VERSION=0.3.36
 SDIST=llama_cpp_python-$VERSION.tar.gz
 SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
-INDEX=https://pypi.org/simple/llama-cpp-python/
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
 fetch() {
-  local dest=$1 tmp url top
+  local dest=$1 tmp top
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
-  # The file's address from the package index (PEP 503), then a plain download;
-  # pip download (which also prepares the package's build environment) if that fails.
-  url=$(curl -sSfL "$INDEX" | grep -o "href=\"[^\"]*/$SDIST[^\"]*\"" | head -1 | sed 's/^href="//; s/#.*//; s/"$//') || true
-  if [ -n "$url" ]; then
-    curl -sSfL -o "$tmp/$SDIST" "$url"
-  else
-    pip download "llama-cpp-python==$VERSION" --no-deps --no-binary :all: -d "$tmp" > "$tmp/pip.log" 2>&1 \
-      || { tail -20 "$tmp/pip.log" >&2; exit 1; }
-  fi
+  # pip reads the package's metadata after the download: with the build backend
+  # (scikit-build-core) already installed that takes seconds, else pip installs
+  # it into an isolated environment first.
+  local pip_args=(download "llama-cpp-python==$VERSION" --no-deps --no-binary :all: -d "$tmp")
+  python3 -m pip "${pip_args[@]}" --no-build-isolation > "$tmp/pip.log" 2>&1 \
+    || python3 -m pip "${pip_args[@]}" >> "$tmp/pip.log" 2>&1 || { tail -20 "$tmp/pip.log" >&2; exit 1; }
   echo "$SHA256  $tmp/$SDIST" | sha256sum -c --quiet - || { echo "checksum mismatch: $SDIST" >&2; exit 1; }
 
   top=llama_cpp_python-$VERSION/vendor/llama.cpp
@@ -57,8 +53,8 @@ fetch() {
   local members=(CMakeLists.txt LICENSE licenses cmake include src common vendor app ggml)
   local t
   for t in "${tools[@]}"; do members+=("tools/$t"); done
-  # ggml backends other than CPU and CUDA are added only when enabled; CUDA's
-  # CMakeLists also serves HIP and MUSA by path, which the build does not use.
+  # ggml backends other than CPU and CUDA are added only when enabled (HIP and
+  # MUSA build the CUDA sources for other GPUs).
   local skip=(blas cann et hexagon hip metal musa opencl openvino sycl virtgpu vulkan webgpu zdnn zendnn)
   local excludes=()
   for t in "${skip[@]}"; do excludes+=(--exclude="$top/ggml/src/ggml-$t"); done
