@@ -8,11 +8,22 @@
 #   OUT_DIR             logs go here
 #   GOOGLETEST_SRC      googletest sources, built when googletest is not installed
 #   SYNTH_TOOL          synth_gguf.py (default: MODEL_SKELETON_DIR/../tools/synth_gguf.py)
-# Environment: STAGES (default "build ctest sanitize pytest diag bench profile"; also "trace").
+# Environment:
+#   STAGES     default "build ctest sanitize pytest diag bench matvec profile llama"; also
+#              trace: the decode program's per-op times (bench/trace_decode.py)
+#              matvec: bench_cuda_matvec, the decode product of every type and shape
+#                against the copy bandwidth (MATVEC_ARGS: its options) -> OUT/matvec.log
+#              llama: llama.cpp's llama-bench on the same synthetic model (prefill
+#                pp512/pp2048, tg128, tg128 after 8,192 tokens) -> OUT/llama_bench.md;
+#                runs only when LLAMA_SRC is set
+#   LLAMA_SRC  llama.cpp sources as `bench/llama_cpp.sh fetch DEST` extracts them (on a
+#              machine with network access; this one needs none)
+#   LLAMA_BUILD  where llama-bench is built (default /tmp/llama-build; an existing
+#              binary there is reused, an interrupted build resumes)
 set -uo pipefail
 SRC=$(realpath "$1"); MODELS=$(realpath "$2"); OUT=$(realpath "$3"); GTEST_SRC=${4:-}
 SYNTH=${5:-$MODELS/../tools/synth_gguf.py}
-STAGES=${STAGES:-build ctest sanitize pytest diag bench profile}
+STAGES=${STAGES:-build ctest sanitize pytest diag bench matvec profile llama}
 BUILD=/tmp/orcd-build
 mkdir -p "$OUT"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -56,7 +67,7 @@ if has sanitize; then
 fi
 
 SYNTH_MODEL=/tmp/synth-qwen2.5-0.5b-q4_k_m.gguf
-if has pytest || has diag || has bench || has profile || has trace; then
+if has pytest || has diag || has bench || has profile || has llama || has trace; then
   [ -f "$SYNTH_MODEL" ] || python3 "$SYNTH" "$MODELS/qwen2.5-coder-0.5b-instruct-q4_k_m" "$SYNTH_MODEL" > /dev/null
 fi
 
@@ -84,14 +95,23 @@ for _ in range(10):
     s.record(); y.copy_(x); e.record(); e.synchronize(); ts.append(s.elapsed_time(e))
 ts.sort(); print(f'device-to-device copy: {2 * (1 << 30) / (ts[5] * 1e-3) / 1e9:.0f} GB/s (read + write, median of 10)')
 "
-  python3 "$SRC/bench/bench_cuda.py" "$SYNTH_MODEL" 2>&1 | tee "$OUT/bench.log"
-  python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 512,2048 -n 128 -r 5 2>&1 | tee -a "$OUT/bench.log"
+  python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 512,2048 -n 128 -r 5 2>&1 | tee "$OUT/bench.log"
   python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -d 8192 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
+  echo "decode as a graph of separate kernels (ORCD_CUDA_DECODE=graph):"
+  ORCD_CUDA_DECODE=graph python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
 fi
 
 if has trace; then
   say "trace: the decode program's per-op times (context 64 and 8192)"
-  for ctx in 64 8192; do python3 "$SRC/bench/trace_decode.py" "$SYNTH_MODEL" $ctx 2>&1 | tee "$OUT/trace_$ctx.log" | head -12; done
+  for ctx in 64 8192; do python3 "$SRC/bench/trace_decode.py" "$SYNTH_MODEL" $ctx > "$OUT/trace_$ctx.log" 2>&1; head -4 "$OUT/trace_$ctx.log"; done
+fi
+
+if has matvec; then
+  say "matvec: decode products (bench_cuda_matvec ${MATVEC_ARGS:-})"
+  cmake --build "$BUILD" --target bench_cuda_matvec > "$OUT/matvec_build.log" 2>&1 \
+    || grep -E "error|FAILED" "$OUT/matvec_build.log" | head -20
+  # shellcheck disable=SC2086
+  "$BUILD/bench_cuda_matvec" ${MATVEC_ARGS:-} 2>&1 | tee "$OUT/matvec.log"
 fi
 
 if has profile; then
@@ -104,4 +124,13 @@ if has profile; then
       python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 1 $ctx > "$OUT/ncu_$ctx.csv" 2> "$OUT/ncu_$ctx.err"
     echo "-- context $ctx"; python3 "$SRC/bench/ncu_summary.py" "$OUT/ncu_$ctx.csv" | head -24
   done
+fi
+
+if has llama; then
+  say "llama: llama.cpp llama-bench on the same model"
+  if [ -n "${LLAMA_SRC:-}" ]; then
+    bash "$SRC/bench/llama_cpp.sh" bench "$LLAMA_SRC" "${LLAMA_BUILD:-/tmp/llama-build}" "$SYNTH_MODEL" "$OUT"
+  else
+    echo "skipped: LLAMA_SRC is not set (bench/llama_cpp.sh fetch DEST extracts the sources)"
+  fi
 fi
