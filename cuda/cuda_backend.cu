@@ -86,6 +86,8 @@ public:
     bool recordable = false;     // every op of the step so far has a program form
     bool program_ready = false;  // later decode steps run the program
     unsigned long long* program_trace = nullptr;  // with ORCD_CUDA_TRACE: per-op start and end times
+    unsigned* program_barrier = nullptr;           // grid-barrier arrivals, over all runs
+    unsigned program_runs = 0;
 
     void print_trace() const;
 
@@ -119,7 +121,7 @@ thread_local CudaSession* t_bound = nullptr;
 // Where a session's buffers sit inside its arena.
 struct SessionLayout {
     size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, counters, pick_indices, pick_values, program,
-        trace, gemm, kv;
+        trace, barrier, gemm, kv;
     size_t program_capacity = 0;  // ops
     size_t gemm_bytes = 0;
     size_t kv_bytes = 0, scratch_bytes = 0, total = 0;
@@ -148,6 +150,7 @@ SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
     L.program_capacity = size_t(c.n_layers) * 8 + 8;  // a layer records 6 ops (3 QKV parts)
     L.program = a.add(L.program_capacity * sizeof(ProgramOp));
     L.trace = a.add(2 * L.program_capacity * sizeof(unsigned long long));
+    L.barrier = a.add(sizeof(unsigned));
     // The tensor-core products (steps of more than kMatvecMaxTokens tokens); their
     // inputs are n_embd (qkv, gate/up, output), q_dim (o) or n_ff (down) wide.
     if (s.max_batch > kMatvecMaxTokens)
@@ -288,6 +291,7 @@ public:
         s->program_ops = reinterpret_cast<ProgramOp*>(base + L.program);
         s->program_capacity = L.program_capacity;
         if (trace_) s->program_trace = reinterpret_cast<unsigned long long*>(base + L.trace);
+        s->program_barrier = reinterpret_cast<unsigned*>(base + L.barrier);
         s->gemm_scratch = L.gemm_bytes ? base + L.gemm : nullptr;
         s->gemm_scratch_bytes = L.gemm_bytes;
         for (int l = 0; l < c.n_layers; ++l) {
@@ -326,7 +330,9 @@ public:
         auto& s = static_cast<CudaSession&>(base);
         if (n != 1) return false;
         if (s.program_ready) {
-            launch_program(s.program_ops, int(s.program.size()), s.program_plan, s.program_trace, stream());
+            const unsigned base = s.program_runs++ * unsigned(s.program_plan.barriers) * unsigned(s.program_plan.blocks);
+            launch_program(s.program_ops, int(s.program.size()), s.program_plan, s.program_barrier, base,
+                           s.program_trace, stream());
             return true;
         }
         if (s.decode_graph) {

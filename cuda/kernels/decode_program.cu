@@ -14,7 +14,6 @@
 // Coherence: L1 is not coherent between blocks, and activations are rewritten
 // by other blocks between ops, so every activation is read with __ldcg (L2);
 // only weights and the step's inputs (ids, positions) go through L1.
-#include <cooperative_groups.h>
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -30,8 +29,6 @@
 namespace orcd::cuda {
 
 namespace {
-
-namespace cg = cooperative_groups;
 
 constexpr int kWarps = kProgramThreads / 32;
 constexpr int kMaxRowsPerUnit = 4;
@@ -207,6 +204,23 @@ __device__ void prefetch_first_units(const ProgramOp& op, int warp, int n_warps)
     }
 }
 
+// Grid barrier on a counter that only grows: every block adds one when it
+// arrives and waits until the count reaches `target` (this barrier's arrivals
+// in this launch and all before it; unsigned differences survive the wrap).
+// Release on arrival and acquire while waiting order the blocks' writes around
+// it (the block barrier before hands its threads' writes to thread 0).
+__device__ __forceinline__ void grid_barrier(unsigned* count, unsigned target) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(count) : "memory");
+        unsigned seen;
+        do {
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(count) : "memory");
+        } while (int(seen - target) < 0);
+    }
+    __syncthreads();
+}
+
 __device__ __forceinline__ unsigned long long global_ns() {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -217,21 +231,22 @@ __device__ __forceinline__ unsigned long long global_ns() {
 // trace, op i's start (block 0, after its barrier) goes to trace[2i] and the
 // time the last block finished it to trace[2i + 1] (trace zeroed before).
 __global__ void __launch_bounds__(kProgramThreads, 1) program_kernel(const ProgramOp* ops, int n_ops, size_t slot,
-                                                                      size_t xs_bytes, unsigned long long* trace) {
+                                                                      size_t xs_bytes, unsigned* barrier,
+                                                                      unsigned barrier_base, unsigned long long* trace) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ __align__(16) uint8_t op_bytes[sizeof(ProgramOp)];  // raw: a __shared__ object cannot have a constructor
     const ProgramOp& op = *reinterpret_cast<const ProgramOp*>(op_bytes);
     const Smem sm{reinterpret_cast<float*>(smem), smem + xs_bytes, slot};
     const int n_warps = int(gridDim.x) * kWarps;
     const int warp = int(blockIdx.x) * kWarps + int(threadIdx.x) / 32;
-    cg::grid_group grid = cg::this_grid();
+    unsigned arrivals = barrier_base;
     for (int i = 0; i < n_ops; ++i) {
         __syncthreads();  // every thread is done with the previous op and with smem
         static_assert(sizeof(ProgramOp) % 16 == 0 && sizeof(ProgramOp) / 16 <= kProgramThreads);
         if (threadIdx.x < sizeof(ProgramOp) / 16)
             reinterpret_cast<int4*>(op_bytes)[threadIdx.x] = reinterpret_cast<const int4*>(ops + i)[threadIdx.x];
         __syncthreads();
-        if (op.sync_before) grid.sync();
+        if (op.sync_before) grid_barrier(barrier, arrivals += gridDim.x);
         if (trace && blockIdx.x == 0 && threadIdx.x == 0) trace[2 * i] = global_ns();
         switch (op.kind) {
             case ProgramOpKind::Embed:
@@ -279,6 +294,7 @@ ProgramPlan plan_program(std::vector<ProgramOp>& ops, int device) {
     size_t xs_floats = 0, attn_bytes = 0;
     int64_t phase_units = 0;
     for (ProgramOp& op : ops) {
+        plan.barriers += op.sync_before ? 1 : 0;
         if (op.kind == ProgramOpKind::Matvec) {
             // Four rows per unit where that still gives at least half the warps a unit.
             op.rows_per_unit = 2 * op.rows >= kMaxRowsPerUnit * nominal_warps ? kMaxRowsPerUnit : 1;
@@ -305,8 +321,8 @@ ProgramPlan plan_program(std::vector<ProgramOp>& ops, int device) {
     return plan;
 }
 
-void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, unsigned long long* trace,
-                    cudaStream_t stream) {
+void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, unsigned* barrier,
+                    unsigned barrier_base, unsigned long long* trace, cudaStream_t stream) {
     if (trace) ORCD_CUDA_CHECK(cudaMemsetAsync(trace, 0, 2 * size_t(n_ops) * sizeof(unsigned long long), stream));
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(unsigned(plan.blocks));
@@ -318,7 +334,8 @@ void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, un
     attr[0].val.cooperative = 1;
     cfg.attrs = attr;
     cfg.numAttrs = 1;
-    ORCD_CUDA_CHECK(cudaLaunchKernelEx(&cfg, program_kernel, ops, n_ops, plan.slot, plan.xs_bytes, trace));
+    ORCD_CUDA_CHECK(cudaLaunchKernelEx(&cfg, program_kernel, ops, n_ops, plan.slot, plan.xs_bytes, barrier,
+                                       barrier_base, trace));
 }
 
 }  // namespace orcd::cuda

@@ -58,6 +58,7 @@ struct ProgramPlan {
     size_t smem = 0;    // dynamic shared memory per block
     size_t slot = 0;    // bytes of one weight staging slot (kProgramSlots per warp)
     size_t xs_bytes = 0;  // the products' input row, at the start of the dynamic shared memory
+    int barriers = 0;     // grid barriers per run
 };
 
 // Picks rows_per_unit and first_unit of every op (in place) and the launch
@@ -65,8 +66,11 @@ struct ProgramPlan {
 ProgramPlan plan_program(std::vector<ProgramOp>& ops, int device);
 
 // Runs the program (ops already in device memory) on `stream`: one cooperative
-// launch. With `trace` (2 * n_ops values), each op's start and end time in ns.
-void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, unsigned long long* trace,
-                    cudaStream_t stream);
+// launch. `barrier` counts the blocks' arrivals at grid barriers over all runs
+// (zero before the first); barrier_base is its value when this run starts
+// (runs * barriers * blocks, modulo 2^32). With `trace` (2 * n_ops values),
+// each op's start and end time in ns.
+void launch_program(const ProgramOp* ops, int n_ops, const ProgramPlan& plan, unsigned* barrier,
+                    unsigned barrier_base, unsigned long long* trace, cudaStream_t stream);
 
 }  // namespace orcd::cuda
