@@ -97,8 +97,8 @@ ts.sort(); print(f'device-to-device copy: {2 * (1 << 30) / (ts[5] * 1e-3) / 1e9:
 "
   python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 512,2048 -n 128 -r 5 2>&1 | tee "$OUT/bench.log"
   python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -d 8192 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
-  echo "decode as a graph of separate kernels (ORCD_CUDA_DECODE=graph):"
-  ORCD_CUDA_DECODE=graph python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
+  echo "decode as one persistent kernel (ORCD_CUDA_DECODE=program):"
+  ORCD_CUDA_DECODE=program python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
 fi
 
 if has trace; then

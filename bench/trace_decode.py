@@ -2,8 +2,9 @@
 
 usage: python bench/trace_decode.py MODEL.gguf [CONTEXT]
 
-Fills the context to CONTEXT tokens, decodes 16 more, and closes the session:
-with ORCD_CUDA_TRACE=1 (set here) the backend then prints, for the last step,
+Fills the context to CONTEXT tokens, decodes 16 more with the decode program
+(ORCD_CUDA_DECODE=program), and closes the session: with ORCD_CUDA_TRACE=1
+(both set here) the backend then prints, for the last step,
 each op's wait at its grid barrier and its work time (first block's start to
 the last block's end).
 """
@@ -14,6 +15,7 @@ import sys
 import numpy as np
 
 os.environ["ORCD_CUDA_TRACE"] = "1"
+os.environ["ORCD_CUDA_DECODE"] = "program"
 import orcd  # noqa: E402  (reads the variable when the backend is created)
 
 

@@ -1,8 +1,9 @@
 // The CUDA backend: weights in one VRAM arena, each session's KV cache (fp16)
-// and activations (fp32) in one more, and the decode step recorded once, both
-// as a CUDA graph and as a decode program (kernels/decode_program.h), then
-// replayed for every later token by the program's one persistent kernel (or by
-// the graph where the program cannot run, or ORCD_CUDA_DECODE=graph asks so).
+// and activations (fp32) in one more, and the decode step recorded once as a
+// CUDA graph and replayed for every later token. ORCD_CUDA_DECODE=program
+// records it as a decode program too (kernels/decode_program.h) and replays
+// that instead: one persistent kernel per token. It is not the default: on the
+// 0.5B model it is slower than the graph (bench/NOTES.md, round 5).
 // ORCD_CUDA_TRACE=1 prints the program's per-op times of a session's last
 // decode step when the session closes (bench/NOTES.md reads them). Each session owns its stream
 // and its pinned staging buffers, so sessions can run on different threads at
@@ -182,7 +183,7 @@ public:
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.indices, Backend::kMaxTopK * sizeof(int32_t)));
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.values, Backend::kMaxTopK * sizeof(float)));
         const char* decode = std::getenv("ORCD_CUDA_DECODE");
-        use_program_ = !(decode && std::string(decode) == "graph");
+        use_program_ = decode && std::string(decode) == "program";
         const char* trace = std::getenv("ORCD_CUDA_TRACE");
         trace_ = trace && std::string(trace) == "1";
     }
@@ -634,7 +635,7 @@ private:
     std::vector<void*> extra_;  // upload_floats buffers
     size_t extra_bytes_ = 0;
     PickBuffers picks_;  // argmax / top-k results of unbound calls
-    bool use_program_ = true;
+    bool use_program_ = false;
     bool trace_ = false;
     void* gemm_scratch_ = nullptr;  // GEMM scratch of unbound calls
     size_t gemm_scratch_bytes_ = 0;

@@ -182,13 +182,13 @@ def test_decode_one_by_one_matches_prefill(pair):
 
 
 def test_decode_program_matches_graph(model_path, monkeypatch):
-    """Decode runs as one persistent kernel (the decode program) unless
-    ORCD_CUDA_DECODE=graph asks for the captured graph of separate kernels: the
-    two compute the same sums in a different order. The context passes one
+    """ORCD_CUDA_DECODE=program replays decode as one persistent kernel (the
+    decode program) instead of the captured graph of separate kernels: the two
+    compute the same sums in a different order. The context passes one
     attention key tile, so split merging runs too."""
-    program = orcd.Model(model_path, device="cuda")
-    monkeypatch.setenv("ORCD_CUDA_DECODE", "graph")
     graph = orcd.Model(model_path, device="cuda")
+    monkeypatch.setenv("ORCD_CUDA_DECODE", "program")
+    program = orcd.Model(model_path, device="cuda")
     ids = _prompt(program.config.n_vocab, 200, seed=11)
     sp, sg = program.session(max_context=512), graph.session(max_context=512)
     lp, lg = sp.prefill(ids), sg.prefill(ids)
