@@ -282,6 +282,93 @@ struct Decode<TensorType::IQ4_XS> {
     }
 };
 
+// Integer form of a group for the products on 8-bit activations (dp4a): the
+// 8 quantised values as signed bytes (w[0] elements 0-3, w[1] 4-7) and, per
+// group, the float scale and offset with value_k = scale * q_k - min. Defined
+// for the types the common model files use; the others decode to float.
+template <TensorType T>
+struct Ints8 {
+    static constexpr bool kHas = false;
+};
+
+// Spreads the low 4 bits of n to bit 4 of bytes 0..3 (the fifth bit of Q5 values).
+__device__ __forceinline__ uint32_t bits_to_byte_bit4(uint32_t n) {
+    return ((n * 0x00204081u) & 0x01010101u) << 4;
+}
+
+template <>
+struct Ints8<TensorType::Q8_0> {
+    static constexpr bool kHas = true, kHasMin = false;
+    __device__ static void group(const uint8_t* row, int64_t g, int w[2], float& scale, float& min) {
+        const auto* b = reinterpret_cast<const quant::block_q8_0*>(row + (g >> 2) * sizeof(quant::block_q8_0));
+        const uint8_t* q = reinterpret_cast<const uint8_t*>(b->qs) + 8 * (g & 3);
+        w[0] = int(load4_bytes(q));
+        w[1] = int(load4_bytes(q + 4));
+        scale = half_bits_to_float(b->d);
+        min = 0.0f;
+    }
+};
+template <>
+struct Ints8<TensorType::Q4_0> {
+    static constexpr bool kHas = true, kHasMin = false;
+    __device__ static void group(const uint8_t* row, int64_t g, int w[2], float& scale, float& min) {
+        const auto* b = reinterpret_cast<const quant::block_q4_0*>(row + (g >> 2) * sizeof(quant::block_q4_0));
+        const int i = int(g & 3), shift = (i >> 1) * 4;
+        const uint64_t q = load8_bytes(b->qs + 8 * (i & 1));
+        w[0] = int(__vsub4((uint32_t(q) >> shift) & 0x0F0F0F0Fu, 0x08080808u));
+        w[1] = int(__vsub4((uint32_t(q >> 32) >> shift) & 0x0F0F0F0Fu, 0x08080808u));
+        scale = half_bits_to_float(b->d);
+        min = 0.0f;
+    }
+};
+template <>
+struct Ints8<TensorType::Q5_0> {
+    static constexpr bool kHas = true, kHasMin = false;
+    __device__ static void group(const uint8_t* row, int64_t g, int w[2], float& scale, float& min) {
+        const auto* b = reinterpret_cast<const quant::block_q5_0*>(row + (g >> 2) * sizeof(quant::block_q5_0));
+        const int i = int(g & 3), shift = (i >> 1) * 4;
+        const uint32_t qh = (load4_bytes(b->qh) >> (8 * i)) & 0xFFu;  // bit k: high bit of element 8i+k
+        const uint64_t q = load8_bytes(b->qs + 8 * (i & 1));
+        w[0] = int(__vsub4(((uint32_t(q) >> shift) & 0x0F0F0F0Fu) | bits_to_byte_bit4(qh & 15), 0x10101010u));
+        w[1] = int(__vsub4(((uint32_t(q >> 32) >> shift) & 0x0F0F0F0Fu) | bits_to_byte_bit4(qh >> 4), 0x10101010u));
+        scale = half_bits_to_float(b->d);
+        min = 0.0f;
+    }
+};
+template <>
+struct Ints8<TensorType::Q4_K> {
+    static constexpr bool kHas = true, kHasMin = true;
+    __device__ static void group(const uint8_t* row, int64_t g, int w[2], float& scale, float& min) {
+        const auto* b = reinterpret_cast<const quant::block_q4_k*>(row + (g >> 5) * sizeof(quant::block_q4_k));
+        const int i = int(g & 31), c = i >> 3, hi = (i >> 2) & 1, l = (i & 3) * 8;
+        int sc, m;
+        k4_scale_min(b->scales, 2 * c + hi, sc, m);
+        const uint64_t q = load8_bytes(b->qs + 32 * c + l);
+        w[0] = int((uint32_t(q) >> (4 * hi)) & 0x0F0F0F0Fu);
+        w[1] = int((uint32_t(q >> 32) >> (4 * hi)) & 0x0F0F0F0Fu);
+        scale = half_bits_to_float(b->d) * float(sc);
+        min = half_bits_to_float(b->dmin) * float(m);
+    }
+};
+template <>
+struct Ints8<TensorType::Q6_K> {
+    static constexpr bool kHas = true, kHasMin = false;
+    __device__ static void group(const uint8_t* row, int64_t g, int w[2], float& scale, float& min) {
+        const auto* b = reinterpret_cast<const quant::block_q6_k*>(row + (g >> 5) * sizeof(quant::block_q6_k));
+        const int i = int(g & 31), h = i >> 4, k = (i >> 2) & 3, l = (i & 3) * 8;
+        const uint64_t ql = load8_bytes(b->ql + 64 * h + l + 32 * (k & 1));
+        const uint64_t qh = load8_bytes(b->qh + 32 * h + l);
+        const int lshift = 4 * (k >> 1);
+        const uint32_t lo[2] = {uint32_t(ql), uint32_t(ql >> 32)}, hb[2] = {uint32_t(qh), uint32_t(qh >> 32)};
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+            w[j] = int(__vsub4(((lo[j] >> lshift) & 0x0F0F0F0Fu) | (((hb[j] >> (2 * k)) & 0x03030303u) << 4),
+                               0x20202020u));
+        scale = half_bits_to_float(b->d) * float(b->scales[8 * h + (l >> 4) + 2 * k]);
+        min = 0.0f;
+    }
+};
+
 // Group g (elements 8g..8g+7) of a row, for any type.
 template <TensorType T>
 __device__ __forceinline__ void decode_group(const uint8_t* row, int64_t g, float v[8]) {
