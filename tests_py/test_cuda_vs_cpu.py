@@ -183,10 +183,9 @@ def test_decode_one_by_one_matches_prefill(pair):
 
 def test_decode_program_matches_graph(model_path, monkeypatch):
     """ORCD_CUDA_DECODE=program replays decode as one persistent kernel (the
-    decode program) instead of the captured graph of separate kernels. The
-    program's products take float inputs, the graph's (for the common types)
-    inputs rounded to 8 bits per 32 values, so they agree to that rounding. The
-    context passes one attention key tile, so split merging runs too."""
+    decode program) instead of the captured graph of separate kernels: the two
+    compute the same sums in a different order. The context passes one
+    attention key tile, so split merging runs too."""
     graph = orcd.Model(model_path, device="cuda")
     monkeypatch.setenv("ORCD_CUDA_DECODE", "program")
     program = orcd.Model(model_path, device="cuda")
@@ -197,8 +196,9 @@ def test_decode_program_matches_graph(model_path, monkeypatch):
         tok = int(lg.argmax())
         lp, lg = sp.decode(tok), sg.decode(tok)
         scale = np.abs(lg).max()
-        assert _cosine(lp, lg) >= 0.9995, step
-        if not _near_tie(lg, 2e-2 * scale):
+        assert _cosine(lp, lg) >= 0.99999, step
+        assert np.abs(lp - lg).max() <= 2e-3 * scale, step
+        if not _near_tie(lg, 2e-3 * scale):
             assert int(lp.argmax()) == int(lg.argmax()), step
 
 

@@ -25,9 +25,6 @@ constexpr int kMatvecMaxTokens = 8;
 // out[i, r] (+)= x[i, :] . W[r, :] (+ bias[r]) for n <= kMatvecMaxTokens tokens.
 void launch_matvec(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
                    cudaStream_t stream);
-// Whether the n-token product of a weight of this type and width quantises its
-// input to 8 bits per 32-element chunk (integer dot products; matvec.cu).
-bool matvec_quantises_input(gguf::TensorType type, int64_t cols, int n);
 // One token whose input is transformed on the way in (the op before it fused away):
 //   Plain: x;  Norm: rms_norm(x) * norm_w (eps).
 enum class MatvecInput { Plain, Norm };

@@ -24,17 +24,9 @@
 // kernel before still runs. Products of many rows give each warp R = 4 consecutive rows: the input is
 // loaded (and normalised) once for all four, and a quarter as many blocks each
 // recompute the norm.
-// v5 (Q8 = true): for the types with an integer form (Ints8 in dequant.cuh) each
-// block first quantises its (normalised) input to 8 bits per 32-element chunk
-// in shared memory, and the products become dp4a integer dot products scaled
-// once per group of 8: ~19 instructions per weight (unpack, convert, scale,
-// FMA) fall to ~3, which is what bound these kernels (ncu: 32 % SM throughput
-// at 7 % of DRAM bandwidth). Activation rounding: one 8-bit step per 32-chunk
-// maximum, as llama.cpp's MMVQ.
 #include <cuda_pipeline.h>
 
 #include <cstdint>
-#include <tuple>
 
 #include "cuda_check.h"
 #include "kernels/dequant.cuh"
@@ -46,32 +38,6 @@ namespace orcd::cuda {
 
 constexpr int kMatvecWarps = 8;
 constexpr int kStageBytes = 4096 + 16;  // per warp: a row of up to 4 KB plus the alignment slack
-constexpr int64_t kQ8MaxCols = 8192;    // inputs quantised into shared memory up to this width
-
-// The input quantised per 32-element chunk: q[c] int8, d[c / 32] with x ~ q * d.
-__host__ __device__ constexpr size_t q8_input_bytes(int64_t cols) { return size_t(cols) + size_t(cols / 32) * 4 + 16; }
-
-bool matvec_quantises_input(TensorType type, int64_t cols, int n) {
-    bool has = false;
-    dispatch_type(type, [&]<TensorType T>() { has = Ints8<T>::kHas; });
-    return has && n == 1 && cols % 32 == 0 && cols <= kQ8MaxCols;
-}
-
-// Block-wide: xq / xd = the (transformed) input row, 8-bit per 32-chunk.
-template <MatvecInput I>
-__device__ void quantise_input(const MatvecIn& in, int64_t cols, float scale, int8_t* xq, float* xd) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int64_t c = warp; c < cols / 32; c += kMatvecWarps) {
-        const int64_t e = 32 * c + lane;
-        float v = in.x[e];
-        if constexpr (I == MatvecInput::Norm) v = v * scale * in.norm_w[e];
-        const float amax = warp_max(fabsf(v));
-        const float d = amax / 127.0f;
-        xq[e] = int8_t(d > 0.0f ? rintf(v / d) : 0.0f);
-        if (lane == 0) xd[c] = d;
-    }
-    __syncthreads();
-}
 
 // Eight input values of token t at columns 8g..8g+7, after the input transform.
 template <MatvecInput I>
@@ -145,9 +111,8 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     }
 }
 
-// One token, R consecutive rows per warp, staged through shared memory (v4);
-// with Q8, integer dot products on the quantised input (v5).
-template <TensorType T, MatvecInput I, int R, bool Q8>
+// One token, R consecutive rows per warp, staged through shared memory (v4).
+template <TensorType T, MatvecInput I, int R>
 __global__ void __launch_bounds__(kMatvecWarps * 32)
     matvec1_kernel(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t cols, MatvecIn in, float* out,
                    const float* bias, bool accumulate) {
@@ -169,9 +134,6 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     __pipeline_commit();
     pdl_enter();
     const float scale = I == MatvecInput::Norm ? norm_scale(in, cols, 0) : 1.0f;
-    int8_t* xq = reinterpret_cast<int8_t*>(stage + kMatvecWarps * kStageBytes);
-    float* xd = reinterpret_cast<float*>(xq + ((cols + 15) / 16) * 16);
-    if constexpr (Q8) quantise_input<I>(in, cols, scale, xq, xd);
     if (nr <= 0) return;
     __pipeline_wait_prior(0);
     __syncwarp();
@@ -182,33 +144,15 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     for (int k = 0; k < R; ++k) acc[k] = 0.0f;
 #pragma unroll 2
     for (int64_t g = lane; g < groups; g += 32) {
-        if constexpr (Q8) {
-            using Q = Ints8<T>;
-            const int2 xv = *reinterpret_cast<const int2*>(xq + 8 * g);
-            const float dx = xd[g >> 2];
-            int sum_x = 0;
-            if constexpr (Q::kHasMin) sum_x = __dp4a(0x01010101, xv.x, __dp4a(0x01010101, xv.y, 0));
+        float x8[8];
+        load_input<I>(in, cols, 0, g, scale, x8);
 #pragma unroll
-            for (int k = 0; k < R; ++k) {
-                if (k < nr) {
-                    int wq[2];
-                    float ws, wm;
-                    Q::group(src + size_t(k) * row_bytes, g, wq, ws, wm);
-                    const int dot = __dp4a(wq[0], xv.x, __dp4a(wq[1], xv.y, 0));
-                    acc[k] += Q::kHasMin ? dx * (ws * float(dot) - wm * float(sum_x)) : dx * ws * float(dot);
-                }
-            }
-        } else {
-            float x8[8];
-            load_input<I>(in, cols, 0, g, scale, x8);
-#pragma unroll
-            for (int k = 0; k < R; ++k) {
-                if (k < nr) {
-                    float v[8];
-                    decode_group<T>(src + size_t(k) * row_bytes, g, v);
-                    acc[k] += v[0] * x8[0] + v[1] * x8[1] + v[2] * x8[2] + v[3] * x8[3] + v[4] * x8[4] +
-                              v[5] * x8[5] + v[6] * x8[6] + v[7] * x8[7];
-                }
+        for (int k = 0; k < R; ++k) {
+            if (k < nr) {
+                float v[8];
+                decode_group<T>(src + size_t(k) * row_bytes, g, v);
+                acc[k] += v[0] * x8[0] + v[1] * x8[1] + v[2] * x8[2] + v[3] * x8[3] + v[4] * x8[4] + v[5] * x8[5] +
+                          v[6] * x8[6] + v[7] * x8[7];
             }
         }
     }
@@ -228,25 +172,9 @@ static void launch_matvec1_r(const Weight& w, const MatvecIn& in, float* out, co
                              cudaStream_t stream) {
     const int64_t rows_per_block = int64_t(kMatvecWarps) * R;
     const unsigned blocks = unsigned((w.rows + rows_per_block - 1) / rows_per_block);
-    const size_t smem = size_t(kMatvecWarps) * kStageBytes;
-    const auto args = std::make_tuple(static_cast<const uint8_t*>(w.data), gguf::row_bytes(w.type, w.cols), w.rows,
-                                      w.cols, in, out, bias, accumulate);
-    if constexpr (Ints8<T>::kHas) {
-        if (matvec_quantises_input(T, w.cols, 1)) {
-            static bool configured = [] {  // the stages and the widest quantised input: over the 48 KB default
-                ORCD_CUDA_CHECK(cudaFuncSetAttribute(matvec1_kernel<T, I, R, true>,
-                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                     int(size_t(kMatvecWarps) * kStageBytes + q8_input_bytes(kQ8MaxCols))));
-                return true;
-            }();
-            (void)configured;
-            std::apply([&](auto... a) { launch_pdl(matvec1_kernel<T, I, R, true>, blocks, kMatvecWarps * 32,
-                                                   smem + q8_input_bytes(w.cols), stream, a...); }, args);
-            return;
-        }
-    }
-    std::apply([&](auto... a) { launch_pdl(matvec1_kernel<T, I, R, false>, blocks, kMatvecWarps * 32, smem, stream,
-                                           a...); }, args);
+    launch_pdl(matvec1_kernel<T, I, R>, blocks, kMatvecWarps * 32, size_t(kMatvecWarps) * kStageBytes, stream,
+               static_cast<const uint8_t*>(w.data), gguf::row_bytes(w.type, w.cols), w.rows, w.cols, in, out, bias,
+               accumulate);
 }
 
 // One token: the staged kernel (4 rows per warp for products of many rows) when the rows fit its buffer.
