@@ -66,6 +66,10 @@ public:
     virtual Weight upload_floats(const std::vector<float>& values) = 0;
     virtual size_t weight_bytes() const = 0;
 
+    // Tokens per forward step that suit this backend: a prompt runs in steps of
+    // at most this many (each step's buffers are sized for it).
+    virtual int preferred_step() const { return 512; }
+
     // Bytes a session of this shape would take (KV cache, scratch), for reporting and checks.
     virtual size_t session_bytes(const ModelConfig& config, const SessionShape& shape) const = 0;
     // Allocates a session's KV cache and buffers; throws OutOfMemory before allocating.

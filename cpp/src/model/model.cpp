@@ -13,7 +13,6 @@ namespace orcd {
 namespace {
 
 constexpr int kDefaultMaxContext = 4096;
-constexpr int kMaxBatch = 512;   // tokens per forward step; longer prompts run in steps
 constexpr int kLogitRows = 32;   // rows of logits per output step when all are wanted
 
 class ModelImpl;
@@ -122,7 +121,8 @@ public:
                         "max_context " + std::to_string(max_context) + " exceeds the model's context length " +
                             std::to_string(config_.context_length) + "; ask for at most that, or allow it explicitly");
         if (max_context > (1 << 24)) throw Error(ErrorKind::InvalidArgument, "max_context " + std::to_string(max_context) + " is larger than 2^24");
-        SessionShape shape{max_context, std::min(kMaxBatch, max_context), kLogitRows};
+        // Prompts longer than the backend's step run in steps (Backend::preferred_step).
+        SessionShape shape{max_context, std::min(backend_->preferred_step(), max_context), kLogitRows};
         auto state = backend_->create_session(config_, shape);
         state->shape = shape;
         state->rope = rope_params(config_, *file_, weights_, max_context);
