@@ -307,14 +307,15 @@ TEST_F(CudaOps, RopeBothStylesWithFactors) {
 }
 
 TEST_F(CudaOps, Swiglu) {
-    for (int n : {1, 5, 64}) {
-        const int n_ff = 4864;
+    for (int n : {1, 5, 64, 2048}) {
+      for (int n_ff : {4864, 200, 38}) {  // float4 rows, and rows that are not
         auto gu = random_floats(size_t(n) * 2 * n_ff, rng, -6, 6);
         std::vector<float> ref(size_t(n) * n_ff);
         cpu->swiglu(gu.data(), n, n_ff, ref.data());
         DeviceVec<float> dgu(gu), out(std::vector<float>(ref.size(), NAN));
         gpu->swiglu(dgu.ptr, n, n_ff, out.ptr);
-        EXPECT_LT(rel_error(out.host(), ref), 1e-6);
+        EXPECT_LT(rel_error(out.host(), ref), 1e-6) << "n " << n << " n_ff " << n_ff;
+      }
     }
 }
 
