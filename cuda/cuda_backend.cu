@@ -397,20 +397,9 @@ public:
         if (CudaSession* r = recorder()) record_matvec(*r, w, ProgramInput::Plain, x, nullptr, 0.0f, out, b, accumulate, true);
         if (n <= kMatvecMaxTokens) {
             launch_matvec(w, x, n, out, ldo, b, accumulate, stream());
-        } else if (t_bound) {
-            launch_gemm(w, x, n, out, ldo, b, accumulate, t_bound->gemm_scratch, t_bound->gemm_scratch_bytes, stream());
         } else {
-            // Unbound calls (the op tests) use the backend's own scratch, grown on demand.
-            const size_t need = gemm_scratch_bytes(n, w.cols);
-            if (gemm_scratch_bytes_ < need) {
-                ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the kernels using the old one are done
-                if (gemm_scratch_) ORCD_CUDA_CHECK(cudaFree(gemm_scratch_));
-                gemm_scratch_ = nullptr;
-                gemm_scratch_bytes_ = 0;
-                ORCD_CUDA_CHECK(cudaMalloc(&gemm_scratch_, need));
-                gemm_scratch_bytes_ = need;
-            }
-            launch_gemm(w, x, n, out, ldo, b, accumulate, gemm_scratch_, gemm_scratch_bytes_, stream());
+            const auto [scratch, bytes] = gemm_scratch(n, w.cols);
+            launch_gemm(w, x, n, out, ldo, b, accumulate, scratch, bytes, stream());
         }
     }
 
@@ -422,6 +411,17 @@ public:
         constexpr int64_t kFoldMaxRows = 16384;
         bool fold = n == 1 && norm.type == gguf::TensorType::F32;
         for (const Projection& p : parts) fold = fold && p.w.rows <= kFoldMaxRows;
+        if (n > kMatvecMaxTokens && norm.type == gguf::TensorType::F32) {
+            // Tensor-core products: the norm writes the fp16 operand they read straight
+            // into their scratch, once for all parts (h is left unwritten).
+            const auto [scratch, bytes] = gemm_scratch(n, dim);
+            launch_rms_norm_half(x, static_cast<const float*>(norm.data), eps, n, dim, static_cast<__half*>(scratch),
+                                 stream());
+            for (const Projection& p : parts)
+                launch_gemm(p.w, nullptr, n, out + p.offset, ldo, p.bias ? static_cast<const float*>(p.bias.data) : nullptr,
+                            false, scratch, bytes, stream(), /*x_staged=*/true);
+            return;
+        }
         if (!fold) {
             // The program folds the norm into every product (once per block, not per row).
             CudaSession* r = recorder();
@@ -561,6 +561,22 @@ public:
 
 private:
     cudaStream_t stream() const { return t_bound ? t_bound->stream : stream_; }
+
+    // Scratch for a tensor-core product of n tokens of `cols` inputs: the bound
+    // session's; unbound calls (the op tests) use the backend's own, grown on demand.
+    std::pair<void*, size_t> gemm_scratch(int n, int64_t cols) {
+        if (t_bound) return {t_bound->gemm_scratch, t_bound->gemm_scratch_bytes};
+        const size_t need = gemm_scratch_bytes(n, cols);
+        if (gemm_scratch_bytes_ < need) {
+            ORCD_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the kernels using the old one are done
+            if (gemm_scratch_) ORCD_CUDA_CHECK(cudaFree(gemm_scratch_));
+            gemm_scratch_ = nullptr;
+            gemm_scratch_bytes_ = 0;
+            ORCD_CUDA_CHECK(cudaMalloc(&gemm_scratch_, need));
+            gemm_scratch_bytes_ = need;
+        }
+        return {gemm_scratch_, gemm_scratch_bytes_};
+    }
 
     // The bound session while its decode step is being recorded as a program.
     CudaSession* recorder() const { return t_bound && t_bound->recording ? t_bound : nullptr; }

@@ -265,7 +265,7 @@ size_t gemm_scratch_bytes(int max_n, int64_t max_cols) {
 }
 
 void launch_gemm(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
-                 void* scratch, size_t scratch_bytes, cudaStream_t stream) {
+                 void* scratch, size_t scratch_bytes, cudaStream_t stream, bool x_staged) {
     if (n == 0) return;
     const Plan p = plan_gemm(n, w.rows, w.cols);
     const size_t x16_bytes = align256(size_t(n) * size_t(w.cols) * sizeof(__half));
@@ -276,9 +276,11 @@ void launch_gemm(const Weight& w, const float* x, int n, float* out, int ldo, co
     auto* x16 = static_cast<__half*>(scratch);
     float* partials = p.splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(scratch) + x16_bytes) : nullptr;
 
-    const size_t count8 = size_t(n) * size_t(w.cols) / 8;
-    launch_pdl(to_half_kernel, dim3(unsigned((count8 + 255) / 256)), 256, 0, stream, x, count8, x16);
-    ORCD_CUDA_CHECK_LAUNCH();
+    if (!x_staged) {
+        const size_t count8 = size_t(n) * size_t(w.cols) / 8;
+        launch_pdl(to_half_kernel, dim3(unsigned((count8 + 255) / 256)), 256, 0, stream, x, count8, x16);
+        ORCD_CUDA_CHECK_LAUNCH();
+    }
     dispatch_type(w.type, [&]<TensorType T>() {
         if (p.bm == 64)
             launch_tiles<T, 64>(w, x16, n, p, out, ldo, bias, accumulate, partials, stream);

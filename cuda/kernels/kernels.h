@@ -18,6 +18,8 @@ void launch_embed(const Weight& table, const int32_t* ids, int n, float* out, cu
 
 // out[i, :] = x[i, :] * rsqrt(mean(x^2) + eps) * w.
 void launch_rms_norm(const float* x, const float* w, float eps, int n, int dim, float* out, cudaStream_t stream);
+// The same, rounded to fp16 (the operand of the tensor-core products).
+void launch_rms_norm_half(const float* x, const float* w, float eps, int n, int dim, __half* out, cudaStream_t stream);
 
 // Tokens per call up to which the matrix-vector kernel is used (it reads each
 // weight once for all tokens); beyond it the tiled tensor-core GEMM runs.
@@ -38,9 +40,11 @@ void launch_matvec1(const Weight& w, MatvecInput input, const MatvecIn& in, floa
 // The same product for any n, on tensor cores (fp16 operands, fp32 accumulation).
 // scratch (device memory, at least gemm_scratch_bytes(n, w.cols)) holds the fp16
 // copy of x and the partial sums of a K split; results do not depend on it.
+// With x_staged, x is not read: the scratch already starts with its fp16 copy
+// ([n, w.cols], as launch_rms_norm_half writes it).
 size_t gemm_scratch_bytes(int max_n, int64_t max_cols);
 void launch_gemm(const Weight& w, const float* x, int n, float* out, int ldo, const float* bias, bool accumulate,
-                 void* scratch, size_t scratch_bytes, cudaStream_t stream);
+                 void* scratch, size_t scratch_bytes, cudaStream_t stream, bool x_staged = false);
 
 // Rotates q and k of qkv in place; positions on the device.
 void launch_rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p, cudaStream_t stream);

@@ -330,7 +330,8 @@ TEST_F(CudaOps, Argmax) {
 
 // The fused sequences (norm folded into the products, SwiGLU folded into the
 // down product) against the CPU's op-by-op defaults: one token (the fused CUDA
-// path) and three (the op-by-op path), every type, two parts with bias.
+// path), three (the op-by-op path) and forty (tensor cores, fed by the norm in
+// fp16), every type, two parts with bias.
 TEST_F(CudaOps, NormedMatmulsAndSwigluMatmul) {
     for (TensorType t : kAllTypes) {
         const uint64_t dim = gguf::traits(t).block_size == 256 ? 1024u : 896u;
@@ -339,7 +340,7 @@ TEST_F(CudaOps, NormedMatmulsAndSwigluMatmul) {
         build_weights(ws, {{"norm", TensorType::F32, dim, 1}, {"wa", t, dim, 40}, {"wb", t, dim, 24},
                            {"ba", TensorType::F32, 40, 1}, {"down", t, dim, 72}},
                       *cpu, *gpu, rng);
-        for (int n : {1, 3}) {
+        for (int n : {1, 3, 40}) {  // fused one-token path, op by op, tensor cores (the norm writes fp16)
             const int ldo = 70;
             auto x = random_floats(size_t(n) * dim, rng, -3, 3);
             auto init = random_floats(size_t(n) * ldo, rng);
@@ -349,7 +350,7 @@ TEST_F(CudaOps, NormedMatmulsAndSwigluMatmul) {
             cpu->normed_matmuls(x.data(), ws.cpu[0], 1e-6f, n, int(dim), h.data(), cparts, ref.data(), ldo);
             DeviceVec<float> dx(x), dh(h), out(init);
             gpu->normed_matmuls(dx.ptr, ws.gpu[0], 1e-6f, n, int(dim), dh.ptr, gparts, out.ptr, ldo);
-            EXPECT_LT(rel_error(out.host(), ref), 2e-5) << "normed, n " << n;
+            EXPECT_LT(rel_error(out.host(), ref), n <= 8 ? 2e-5 : 2e-3) << "normed, n " << n;
 
             auto gu = random_floats(size_t(n) * 2 * dim, rng, -4, 4);
             auto acc = random_floats(size_t(n) * 80, rng);
@@ -357,7 +358,7 @@ TEST_F(CudaOps, NormedMatmulsAndSwigluMatmul) {
             cpu->swiglu_matmul(gu.data(), n, int(dim), ffn.data(), ws.cpu[4], ref2.data(), 80, true);
             DeviceVec<float> dgu(gu), dffn(ffn), out2(acc);
             gpu->swiglu_matmul(dgu.ptr, n, int(dim), dffn.ptr, ws.gpu[4], out2.ptr, 80, true);
-            EXPECT_LT(rel_error(out2.host(), ref2), 2e-5) << "swiglu, n " << n;
+            EXPECT_LT(rel_error(out2.host(), ref2), n <= 8 ? 2e-5 : 2e-3) << "swiglu, n " << n;
         }
     }
 }
