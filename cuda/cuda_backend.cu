@@ -486,7 +486,6 @@ public:
             op.kind = ProgramOpKind::Attention;
             op.sync_before = true;
             op.attn = args;
-            op.attn.split_heads = true;
             r->program.push_back(op);
         }
         launch_attention_decode(args, stream());

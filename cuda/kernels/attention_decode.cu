@@ -1,5 +1,7 @@
 // The decode attention as its own kernel: one block of 128 threads per
-// (KV head, split) item of attention_decode.cuh.
+// (KV head, query-head set, split) item of attention_decode.cuh. One block per
+// KV head held 64 keys x 7 query heads at short contexts: ~8.7K instructions
+// per warp in dependent chains, 14.5 us (ncu); per query head it is a seventh.
 #include <algorithm>
 #include <cmath>
 
@@ -17,7 +19,9 @@ constexpr int kThreads = 128;
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeAttentionArgs p) {
     extern __shared__ float smem[];
     pdl_enter();
-    attention_decode_item<kThreads>(p, blockIdx.x, 0, blockIdx.y, smem);
+    // blockIdx.x = query-head set * n_kv_heads + KV head: at short contexts each
+    // query head has its own block (attn_head_sets), else the sets above 0 exit.
+    attention_decode_item<kThreads>(p, blockIdx.x % p.n_kv_heads, blockIdx.x / p.n_kv_heads, blockIdx.y, smem);
 }
 
 }  // namespace
@@ -43,6 +47,7 @@ DecodeAttentionArgs decode_attention_args(const float* qkv, const int32_t* posit
     p.partials = partials;
     p.counters = counters;
     p.out = out;
+    p.split_heads = true;
     p.rope_store = rope != nullptr;
     if (rope) {
         p.neox = rope->style == RopeStyle::NeoX;
@@ -63,7 +68,7 @@ void launch_attention_decode(const DecodeAttentionArgs& p, cudaStream_t stream) 
         return true;
     }();
     (void)configured;
-    launch_pdl(attention_decode_kernel, dim3(p.n_kv_heads, p.splits), kThreads, smem, stream, p);
+    launch_pdl(attention_decode_kernel, dim3(p.n_heads, p.splits), kThreads, smem, stream, p);
 }
 
 }  // namespace orcd::cuda
