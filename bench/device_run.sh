@@ -9,8 +9,7 @@
 #   GOOGLETEST_SRC      googletest sources, built when googletest is not installed
 #   SYNTH_TOOL          synth_gguf.py (default: MODEL_SKELETON_DIR/../tools/synth_gguf.py)
 # Environment:
-#   STAGES     default "build ctest sanitize pytest diag bench matvec profile llama"; also
-#              trace: the decode program's per-op times (bench/trace_decode.py)
+#   STAGES     default "build ctest sanitize pytest diag bench matvec profile llama"
 #              matvec: bench_cuda_matvec, the decode product of every type and shape
 #                against the copy bandwidth (MATVEC_ARGS: its options) -> OUT/matvec.log
 #              llama: llama.cpp's llama-bench on the same synthetic model (prefill
@@ -97,13 +96,6 @@ ts.sort(); print(f'device-to-device copy: {2 * (1 << 30) / (ts[5] * 1e-3) / 1e9:
 "
   python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 512,2048 -n 128 -r 5 2>&1 | tee "$OUT/bench.log"
   python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -d 8192 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
-  echo "decode as one persistent kernel (ORCD_CUDA_DECODE=program):"
-  ORCD_CUDA_DECODE=program python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
-fi
-
-if has trace; then
-  say "trace: the decode program's per-op times (context 64 and 8192)"
-  for ctx in 64 8192; do python3 "$SRC/bench/trace_decode.py" "$SYNTH_MODEL" $ctx > "$OUT/trace_$ctx.log" 2>&1; head -4 "$OUT/trace_$ctx.log"; done
 fi
 
 if has matvec; then

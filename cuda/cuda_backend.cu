@@ -1,18 +1,12 @@
 // The CUDA backend: weights in one VRAM arena, each session's KV cache (fp16)
 // and activations (fp32) in one more, and the decode step recorded once as a
-// CUDA graph and replayed for every later token. ORCD_CUDA_DECODE=program
-// records it as a decode program too (kernels/decode_program.h) and replays
-// that instead: one persistent kernel per token. It is not the default: on the
-// 0.5B model it is slower than the graph (bench/NOTES.md, round 5).
-// ORCD_CUDA_TRACE=1 prints the program's per-op times of a session's last
-// decode step when the session closes (bench/NOTES.md reads them). Each session owns its stream
+// CUDA graph and replayed for every later token. Each session owns its stream
 // and its pinned staging buffers, so sessions can run on different threads at
 // once; a session's calls bind it (Backend::bind) for the calling thread.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -20,7 +14,6 @@
 
 #include "arena.h"
 #include "cuda_check.h"
-#include "kernels/decode_program.h"
 #include "kernels/kernels.h"
 #include "model/backend.h"
 
@@ -78,52 +71,20 @@ public:
     std::unique_ptr<PinnedBuffer> outputs;  // one row of logits, or picked (index, value) pairs
     cudaGraphExec_t decode_graph = nullptr;
     bool capturing = false;
-    // The decode program: recorded beside the graph on the first decode step.
-    std::vector<ProgramOp> program;
-    ProgramOp* program_ops = nullptr;  // in the arena, program_capacity ops
-    size_t program_capacity = 0;
-    ProgramPlan program_plan;
-    bool recording = false;      // the ops of this step also go into `program`
-    bool recordable = false;     // every op of the step so far has a program form
-    bool program_ready = false;  // later decode steps run the program
-    unsigned long long* program_trace = nullptr;  // with ORCD_CUDA_TRACE: per-op start and end times
-    unsigned* program_barrier = nullptr;           // grid-barrier arrivals, over all runs
-    unsigned program_runs = 0;
-
-    void print_trace() const;
 
     ~CudaSession() override {
         if (stream) cudaStreamSynchronize(stream);
-        if (program_trace && program_ready) print_trace();
         if (decode_graph) cudaGraphExecDestroy(decode_graph);
         if (stream) cudaStreamDestroy(stream);
     }
 };
-
-void CudaSession::print_trace() const {
-    std::vector<unsigned long long> t(2 * program.size());
-    if (cudaMemcpy(t.data(), program_trace, t.size() * sizeof(t[0]), cudaMemcpyDeviceToHost) != cudaSuccess) return;
-    static const char* kinds[] = {"embed", "matvec", "attention"};
-    std::fprintf(stderr, "decode program: %zu ops on %d blocks, %.1f us from the first op's start to the last op's end\n",
-                 program.size(), program_plan.blocks, (t.back() - t[0]) * 1e-3);
-    std::fprintf(stderr, "op kind      type   rows x cols   barrier_us  work_us\n");
-    for (size_t i = 0; i < program.size(); ++i) {
-        const ProgramOp& op = program[i];
-        const double barrier = i > 0 ? (double(t[2 * i]) - double(t[2 * i - 1])) * 1e-3 : 0.0;
-        std::fprintf(stderr, "%3zu %-9s %-6s %6lld x %-6lld %8.2f %9.2f\n", i, kinds[int(op.kind)],
-                     gguf::traits(op.type).name, (long long)op.rows, (long long)op.cols, barrier,
-                     (double(t[2 * i + 1]) - double(t[2 * i])) * 1e-3);
-    }
-}
 
 // The session bound to the calling thread (Backend::bind), if any.
 thread_local CudaSession* t_bound = nullptr;
 
 // Where a session's buffers sit inside its arena.
 struct SessionLayout {
-    size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, counters, pick_indices, pick_values, program,
-        trace, barrier, gemm, kv;
-    size_t program_capacity = 0;  // ops
+    size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, counters, pick_indices, pick_values, gemm, kv;
     size_t gemm_bytes = 0;
     size_t kv_bytes = 0, scratch_bytes = 0, total = 0;
     size_t kv_layer_bytes = 0;  // one of K or V for one layer
@@ -148,10 +109,6 @@ SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
     L.counters = a.add(size_t(c.n_kv_heads) * sizeof(unsigned));
     L.pick_indices = a.add(size_t(Backend::kMaxTopK) * sizeof(int32_t));
     L.pick_values = a.add(size_t(Backend::kMaxTopK) * f);
-    L.program_capacity = size_t(c.n_layers) * 8 + 8;  // a layer records 6 ops (3 QKV parts)
-    L.program = a.add(L.program_capacity * sizeof(ProgramOp));
-    L.trace = a.add(2 * L.program_capacity * sizeof(unsigned long long));
-    L.barrier = a.add(sizeof(unsigned));
     // The tensor-core products (steps of more than kMatvecMaxTokens tokens); their
     // inputs are n_embd (qkv, gate/up, output), q_dim (o) or n_ff (down) wide.
     if (s.max_batch > kMatvecMaxTokens)
@@ -182,10 +139,6 @@ public:
         ORCD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.indices, Backend::kMaxTopK * sizeof(int32_t)));
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.values, Backend::kMaxTopK * sizeof(float)));
-        const char* decode = std::getenv("ORCD_CUDA_DECODE");
-        use_program_ = decode && std::string(decode) == "program";
-        const char* trace = std::getenv("ORCD_CUDA_TRACE");
-        trace_ = trace && std::string(trace) == "1";
     }
 
     ~CudaBackend() override {
@@ -294,10 +247,6 @@ public:
         s->attn_counters = reinterpret_cast<unsigned*>(base + L.counters);
         s->picks.indices = reinterpret_cast<int32_t*>(base + L.pick_indices);
         s->picks.values = reinterpret_cast<float*>(base + L.pick_values);
-        s->program_ops = reinterpret_cast<ProgramOp*>(base + L.program);
-        s->program_capacity = L.program_capacity;
-        if (trace_) s->program_trace = reinterpret_cast<unsigned long long*>(base + L.trace);
-        s->program_barrier = reinterpret_cast<unsigned*>(base + L.barrier);
         s->gemm_scratch = L.gemm_bytes ? base + L.gemm : nullptr;
         s->gemm_scratch_bytes = L.gemm_bytes;
         for (int l = 0; l < c.n_layers; ++l) {
@@ -335,21 +284,12 @@ public:
     bool begin_step(BackendSession& base, int n) override {
         auto& s = static_cast<CudaSession&>(base);
         if (n != 1) return false;
-        if (s.program_ready) {
-            const unsigned base = s.program_runs++ * unsigned(s.program_plan.barriers) * unsigned(s.program_plan.blocks);
-            launch_program(s.program_ops, int(s.program.size()), s.program_plan, s.program_barrier, base,
-                           s.program_trace, stream());
-            return true;
-        }
         if (s.decode_graph) {
             ORCD_CUDA_CHECK(cudaGraphLaunch(s.decode_graph, stream()));
             return true;
         }
         ORCD_CUDA_CHECK(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal));
         s.capturing = true;
-        s.recording = use_program_;
-        s.recordable = true;
-        s.program.clear();
         return false;
     }
 
@@ -363,38 +303,19 @@ public:
         cudaGraphDestroy(graph);
         ORCD_CUDA_CHECK(err);
         ORCD_CUDA_CHECK(cudaGraphLaunch(s.decode_graph, stream()));
-        if (s.recording && s.recordable && !s.program.empty() && s.program.size() <= s.program_capacity) {
-            s.program_plan = plan_program(s.program, device_);
-            if (s.program_plan.blocks > 0) {
-                ORCD_CUDA_CHECK(cudaMemcpyAsync(s.program_ops, s.program.data(), s.program.size() * sizeof(ProgramOp),
-                                                cudaMemcpyHostToDevice, stream()));
-                ORCD_CUDA_CHECK(cudaStreamSynchronize(stream()));  // from pageable memory
-                s.program_ready = true;
-            }
-        }
-        s.recording = false;
     }
 
     void embed(const Weight& table, const int32_t* ids, int n, float* out) override {
-        if (CudaSession* r = recorder()) {
-            ProgramOp op = weight_op(ProgramOpKind::Embed, table);
-            op.sync_before = !r->program.empty();
-            op.ids = ids;
-            op.out = out;
-            r->program.push_back(op);
-        }
         launch_embed(table, ids, n, out, stream());
     }
 
     void rms_norm(const float* x, const Weight& w, float eps, int n, int dim, float* out) override {
-        if (CudaSession* r = recorder()) r->recordable = false;
         launch_rms_norm(x, static_cast<const float*>(w.data), eps, n, dim, out, stream());
     }
 
     void matmul(const Weight& w, const float* x, int n, float* out, int ldo, const Weight* bias,
                 bool accumulate) override {
         const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
-        if (CudaSession* r = recorder()) record_matvec(*r, w, ProgramInput::Plain, x, nullptr, 0.0f, out, b, accumulate, true);
         if (n <= kMatvecMaxTokens) {
             launch_matvec(w, x, n, out, ldo, b, accumulate, stream());
         } else {
@@ -403,14 +324,12 @@ public:
         }
     }
 
-    // One token: the norm is computed inside each product (launch_matvec1, Norm),
-    // by every block; for a product of many blocks (the output layer, 19k blocks)
-    // that costs more than the separate norm kernel it saves (ncu: 168 vs 112 us).
+    // One token: the norm is computed inside the products (MatvecInput::Norm), by
+    // every block, and all parts run in one launch; for a product of many blocks
+    // (the output layer, 19k blocks) that costs more than the separate norm kernel
+    // it saves (ncu: 168 vs 112 us).
     void normed_matmuls(const float* x, const Weight& norm, float eps, int n, int dim, float* h,
                         const std::vector<Projection>& parts, float* out, int ldo) override {
-        constexpr int64_t kFoldMaxRows = 16384;
-        bool fold = n == 1 && norm.type == gguf::TensorType::F32;
-        for (const Projection& p : parts) fold = fold && p.w.rows <= kFoldMaxRows;
         if (n > kMatvecMaxTokens && norm.type == gguf::TensorType::F32) {
             // Tensor-core products: the norm writes the fp16 operand they read straight
             // into their scratch, once for all parts (h is left unwritten).
@@ -422,43 +341,43 @@ public:
                             false, scratch, bytes, stream(), /*x_staged=*/true);
             return;
         }
-        if (!fold) {
-            // The program folds the norm into every product (once per block, not per row).
-            CudaSession* r = recorder();
-            if (r && norm.type == gguf::TensorType::F32) {
-                for (size_t i = 0; i < parts.size(); ++i)
-                    record_matvec(*r, parts[i].w, ProgramInput::Norm, x, static_cast<const float*>(norm.data), eps,
-                                  out + parts[i].offset,
-                                  parts[i].bias ? static_cast<const float*>(parts[i].bias.data) : nullptr, false, i == 0);
-                r->recording = false;  // the ops below are the graph's only
-                Backend::normed_matmuls(x, norm, eps, n, dim, h, parts, out, ldo);
-                r->recording = true;
-                return;
-            }
-            if (r) r->recordable = false;
+        if (!fold_norm(norm, n, parts)) {
             Backend::normed_matmuls(x, norm, eps, n, dim, h, parts, out, ldo);
             return;
         }
-        const MatvecIn in{x, static_cast<const float*>(norm.data), eps};
-        if (CudaSession* r = recorder()) {
-            for (size_t i = 0; i < parts.size(); ++i)
-                record_matvec(*r, parts[i].w, ProgramInput::Norm, x, in.norm_w, eps, out + parts[i].offset,
-                              parts[i].bias ? static_cast<const float*>(parts[i].bias.data) : nullptr, false, i == 0);
+        std::vector<MatvecPart> list;
+        for (const Projection& p : parts) list.push_back(part_of(p, out + p.offset, false));
+        launch_matvec1_parts(list, dim, MatvecInput::Norm, {x, static_cast<const float*>(norm.data), eps}, stream());
+    }
+
+    // One token: gate, up and SwiGLU in one launch (the norm folded in as above).
+    void normed_swiglu(const float* x, const Weight& norm, float eps, int n, int dim, float* h,
+                       const std::vector<Projection>& parts, float* gate_up, int n_ff, float* ffn) override {
+        if (fold_norm(norm, n, parts)) {
+            MatvecPart gate, up;
+            if (parts.size() == 2 && parts[0].offset == 0 && parts[1].offset == n_ff) {
+                gate = part_of(parts[0], ffn, false);
+                up = part_of(parts[1], nullptr, false);
+            } else if (parts.size() == 1 && parts[0].w.rows == 2 * int64_t(n_ff)) {  // one fused gate/up tensor
+                gate = up = part_of(parts[0], ffn, false);
+                gate.rows = up.rows = n_ff;
+                up.w += size_t(n_ff) * size_t(up.row_bytes);
+                if (up.bias) up.bias += n_ff;
+            }
+            if (gate.w && launch_matvec1_swiglu(gate, up, dim, MatvecInput::Norm,
+                                                {x, static_cast<const float*>(norm.data), eps}, stream()))
+                return;
         }
-        for (const Projection& p : parts)
-            launch_matvec1(p.w, MatvecInput::Norm, in, out + p.offset, ldo,
-                           p.bias ? static_cast<const float*>(p.bias.data) : nullptr, false, stream());
+        Backend::normed_swiglu(x, norm, eps, n, dim, h, parts, gate_up, n_ff, ffn);
     }
 
     void rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p) override {
-        if (CudaSession* r = recorder()) r->recordable = false;
         launch_rope(qkv, n, ld, positions, p, stream());
     }
 
     void attention(BackendSession& base, int layer, const float* qkv, int ld, int n, const int32_t* positions,
                    float* out) override {
         auto& s = static_cast<CudaSession&>(base);
-        if (CudaSession* r = recorder()) r->recordable = false;
         const AttentionShape& a = s.attn_shape;
         launch_kv_store(qkv, ld, n, positions, a.n_heads, a.n_kv_heads, a.head_dim, a.max_context, s.k_cache[layer],
                         s.v_cache[layer], stream());
@@ -481,18 +400,10 @@ public:
         const DecodeAttentionArgs args = decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer],
                                                                s.attn_shape, s.attn_partials, s.attn_counters, out,
                                                                &s.rope);
-        if (CudaSession* r = recorder()) {
-            ProgramOp op;
-            op.kind = ProgramOpKind::Attention;
-            op.sync_before = true;
-            op.attn = args;
-            r->program.push_back(op);
-        }
         launch_attention_decode(args, stream());
     }
 
     void swiglu(const float* gate_up, int n, int n_ff, float* out) override {
-        if (CudaSession* r = recorder()) r->recordable = false;
         launch_swiglu(gate_up, n, n_ff, out, stream());
     }
 
@@ -546,18 +457,6 @@ public:
         return out;
     }
 
-    // silu(gate) * up goes into the down product's input (the program), or through ffn.
-    void swiglu_matmul(const float* gate_up, int n, int n_ff, float* ffn, const Weight& w, float* out, int ldo,
-                       bool accumulate) override {
-        CudaSession* r = recorder();
-        if (r) {
-            record_matvec(*r, w, ProgramInput::Swiglu, gate_up, nullptr, 0.0f, out, nullptr, accumulate, true);
-            r->recording = false;  // the two ops below are the graph's only
-        }
-        Backend::swiglu_matmul(gate_up, n, n_ff, ffn, w, out, ldo, accumulate);
-        if (r) r->recording = true;
-    }
-
 private:
     cudaStream_t stream() const { return t_bound ? t_bound->stream : stream_; }
 
@@ -577,35 +476,25 @@ private:
         return {gemm_scratch_, gemm_scratch_bytes_};
     }
 
-    // The bound session while its decode step is being recorded as a program.
-    CudaSession* recorder() const { return t_bound && t_bound->recording ? t_bound : nullptr; }
-
-    static ProgramOp weight_op(ProgramOpKind kind, const Weight& w) {
-        ProgramOp op;
-        op.kind = kind;
-        op.type = w.type;
-        op.w = static_cast<const uint8_t*>(w.data);
-        op.rows = w.rows;
-        op.cols = w.cols;
-        op.row_bytes = int64_t(gguf::row_bytes(w.type, w.cols));
-        return op;
+    // One token with an F32 norm: the norm is folded into the products, unless a
+    // part has so many rows (the output layer) that every block recomputing it costs more.
+    static bool fold_norm(const Weight& norm, int n, const std::vector<Projection>& parts) {
+        constexpr int64_t kFoldMaxRows = 16384;
+        bool fold = n == 1 && norm.type == gguf::TensorType::F32;
+        for (const Projection& p : parts) fold = fold && p.w.rows <= kFoldMaxRows;
+        return fold;
     }
 
-    // A product of one token; `first` starts a phase (a grid barrier before it),
-    // later parts of the same product share its input row.
-    static void record_matvec(CudaSession& r, const Weight& w, ProgramInput input, const float* x, const float* norm_w,
-                              float eps, float* out, const float* bias, bool accumulate, bool first) {
-        ProgramOp op = weight_op(ProgramOpKind::Matvec, w);
-        op.sync_before = first;
-        op.same_input = !first;
-        op.input = input;
-        op.x = x;
-        op.norm_w = norm_w;
-        op.eps = eps;
-        op.out = out;
-        op.bias = bias;
-        op.accumulate = accumulate;
-        r.program.push_back(op);
+    static MatvecPart part_of(const Projection& p, float* out, bool accumulate) {
+        MatvecPart m;
+        m.w = static_cast<const uint8_t*>(p.w.data);
+        m.rows = p.w.rows;
+        m.row_bytes = int(gguf::row_bytes(p.w.type, p.w.cols));
+        m.type = p.w.type;
+        m.out = out;
+        m.bias = p.bias ? static_cast<const float*>(p.bias.data) : nullptr;
+        m.accumulate = accumulate;
+        return m;
     }
 
     const PickBuffers& picks() const { return t_bound ? t_bound->picks : picks_; }
@@ -618,7 +507,6 @@ private:
         if (graph) cudaGraphDestroy(graph);
         cudaGetLastError();
         s.capturing = false;
-        s.recording = false;
     }
 
     // Copies the tensors from the mapped file into the arena through two pinned
@@ -655,8 +543,6 @@ private:
     std::vector<void*> extra_;  // upload_floats buffers
     size_t extra_bytes_ = 0;
     PickBuffers picks_;  // argmax / top-k results of unbound calls
-    bool use_program_ = false;
-    bool trace_ = false;
     void* gemm_scratch_ = nullptr;  // GEMM scratch of unbound calls
     size_t gemm_scratch_bytes_ = 0;
 };

@@ -1,7 +1,6 @@
 // Attention for one query token over the fp16 KV cache, split along the keys
 // (flash-decoding), so that a long context spreads over all multiprocessors.
-// The work of one (KV head, split) item, shared by the standalone kernel
-// (attention_decode.cu) and the decode program (decode_program.cu).
+// The work of one (KV head, split) item; the kernel is in attention_decode.cu.
 //
 // An item handles the split's keys for all query heads of the group, so each
 // K/V row is read once per group. Keys come in tiles of kKeyTile, copied into
@@ -112,8 +111,8 @@ __device__ __forceinline__ int attn_head_sets(const DecodeAttentionArgs& p, int 
 }
 
 // Item (kvh, set, split) by a block of NT threads (NT >= kAttnKeyTile); smem holds
-// attn_item_smem_bytes(group, head_dim). Activations are read through L2
-// (__ldcg): inside the decode program other blocks wrote them moments before.
+// attn_item_smem_bytes(group, head_dim). Values other blocks of the launch wrote
+// (the splits' partials) are read through L2 (__ldcg), bypassing a stale L1.
 template <int NT>
 __device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int set, int split, float* smem) {
     static_assert(NT % kAttnKeyTile == 0, "a block covers a key tile");

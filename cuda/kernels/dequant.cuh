@@ -296,7 +296,7 @@ __device__ __forceinline__ void decode_group(const uint8_t* row, int64_t g, floa
 
 // Calls f.template operator()<T>() for the run-time type; returns false for an unsupported one.
 template <typename F>
-bool dispatch_type(TensorType t, F&& f) {
+__host__ __device__ __forceinline__ bool dispatch_type(TensorType t, F&& f) {
     switch (t) {
 #define ORCD_CASE(name) case TensorType::name: f.template operator()<TensorType::name>(); return true;
         ORCD_CASE(F32) ORCD_CASE(F16) ORCD_CASE(BF16) ORCD_CASE(Q4_0) ORCD_CASE(Q4_1) ORCD_CASE(Q5_0)

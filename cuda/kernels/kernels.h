@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "model/backend.h"
 #include "model/weights.h"
@@ -35,8 +36,30 @@ struct MatvecIn {
     const float* norm_w = nullptr;
     float eps = 0.0f;
 };
-void launch_matvec1(const Weight& w, MatvecInput input, const MatvecIn& in, float* out, int ldo, const float* bias,
-                    bool accumulate, cudaStream_t stream);
+// One product of a one-token launch: out[r] (+)= in . W[r, :] (+ bias[r]), r < rows.
+struct MatvecPart {
+    const uint8_t* w = nullptr;  // rows of row_bytes, in the weights' arena
+    int64_t rows = 0;
+    int row_bytes = 0;
+    gguf::TensorType type = gguf::TensorType::F32;
+    float* out = nullptr;
+    const float* bias = nullptr;
+    bool accumulate = false;
+    unsigned first_block = 0;  // set by the launcher
+};
+constexpr int kMaxMatvecParts = 3;
+struct MatvecParts {
+    MatvecPart part[kMaxMatvecParts];
+    int count = 0;
+};
+// Products of one token that share their input (cols wide), in one launch where
+// the rows allow (a longer list is split).
+void launch_matvec1_parts(const std::vector<MatvecPart>& parts, int64_t cols, MatvecInput input, const MatvecIn& in,
+                          cudaStream_t stream);
+// One token: gate.out[j] = silu(in . G[j, :] (+ gate.bias[j])) * (in . U[j, :] (+ up.bias[j])), in one
+// launch. Returns false (nothing launched) when gate and up differ in rows or a row is too wide for it.
+bool launch_matvec1_swiglu(const MatvecPart& gate, const MatvecPart& up, int64_t cols, MatvecInput input,
+                           const MatvecIn& in, cudaStream_t stream);
 // The same product for any n, on tensor cores (fp16 operands, fp32 accumulation).
 // scratch (device memory, at least gemm_scratch_bytes(n, w.cols)) holds the fp16
 // copy of x and the partial sums of a K split; results do not depend on it.

@@ -24,15 +24,22 @@
 // kernel before still runs. Products of many rows give each warp R = 4 consecutive rows: the input is
 // loaded (and normalised) once for all four, and a quarter as many blocks each
 // recompute the norm.
+// v5: one launch for several products of the same input (the Q, K and V parts,
+// each of its own type) and for gate and up with SwiGLU in the epilogue: at this
+// model size every launch in the chain of a decode step costs a few microseconds
+// of latency whatever its bytes (bench/NOTES.md, round 10).
 #include <cuda_pipeline.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "cuda_check.h"
 #include "kernels/dequant.cuh"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
 #include "kernels/reduce.cuh"
+#include "kernels/silu.cuh"
 
 namespace orcd::cuda {
 
@@ -111,37 +118,25 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     }
 }
 
-// One token, R consecutive rows per warp, staged through shared memory (v4).
-template <TensorType T, MatvecInput I, int R>
-__global__ void __launch_bounds__(kMatvecWarps * 32)
-    matvec1_kernel(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t cols, MatvecIn in, float* out,
-                   const float* bias, bool accumulate) {
-    extern __shared__ __align__(16) uint8_t stage[];
-    const int lane = threadIdx.x % 32;
-    const int64_t r0 = (int64_t(blockIdx.x) * kMatvecWarps + threadIdx.x / 32) * R;
-    const int nr = int(min(int64_t(R), rows - r0));  // rows of this warp; <= 0: none
-    // The weights do not depend on the kernel before, so their copy is issued
-    // before waiting for it (PDL): it overlaps that kernel's tail. From the 8-byte
-    // boundary at or below the first row: at most 7 bytes before it (a tensor's
-    // first row is 256-aligned, so that is the same tensor) and 7 after the last
-    // (inside the 256-aligned arena).
-    const uintptr_t a = reinterpret_cast<uintptr_t>(w + size_t(max(r0, int64_t(0))) * row_bytes);
+// Copies nr rows of `rows_bytes` each, starting at `first`, into a warp's stage
+// with 8-byte asynchronous copies; returns the offset of the first row in it.
+// From the 8-byte boundary at or below the first row: at most 7 bytes before it
+// (a tensor's first row is 256-aligned, so that is the same tensor) and 7 after
+// the last (inside the 256-aligned arena).
+__device__ __forceinline__ int stage_rows(const uint8_t* first, int row_bytes, int nr, uint8_t* to, int lane) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(first);
     const uint8_t* from = reinterpret_cast<const uint8_t*>(a & ~uintptr_t(7));
     const int lead = int(a & 7);
-    const int n8 = nr > 0 ? (lead + int(row_bytes) * nr + 7) / 8 : 0;
-    uint8_t* to = stage + (threadIdx.x / 32) * kStageBytes;
+    const int n8 = nr > 0 ? (lead + row_bytes * nr + 7) / 8 : 0;
     for (int i = lane; i < n8; i += 32) __pipeline_memcpy_async(to + 8 * i, from + 8 * i, 8);
-    __pipeline_commit();
-    pdl_enter();
-    const float scale = I == MatvecInput::Norm ? norm_scale(in, cols, 0) : 1.0f;
-    if (nr <= 0) return;
-    __pipeline_wait_prior(0);
-    __syncwarp();
-    const uint8_t* src = to + lead;
+    return lead;
+}
+
+// acc[k] += x . row k of the staged rows (k < nr), the lanes' shares (not yet summed).
+template <TensorType T, MatvecInput I, int R>
+__device__ __forceinline__ void dot_staged_rows(const uint8_t* src, int row_bytes, int nr, int64_t cols,
+                                                const MatvecIn& in, float scale, int lane, float acc[R]) {
     const int64_t groups = cols / 8;
-    float acc[R];
-#pragma unroll
-    for (int k = 0; k < R; ++k) acc[k] = 0.0f;
 #pragma unroll 2
     for (int64_t g = lane; g < groups; g += 32) {
         float x8[8];
@@ -156,48 +151,113 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
             }
         }
     }
+}
+
+template <MatvecInput I, int R>
+__device__ __forceinline__ void dot_staged_rows(TensorType type, const uint8_t* src, int row_bytes, int nr,
+                                                int64_t cols, const MatvecIn& in, float scale, int lane, float acc[R]) {
+    dispatch_type(type, [&]<TensorType T>() { dot_staged_rows<T, I, R>(src, row_bytes, nr, cols, in, scale, lane, acc); });
+}
+
+// One token, R consecutive rows per warp, staged through shared memory (v4), for
+// all parts of a MatvecParts in one launch (v5): block b works on the part whose
+// blocks start at or before it, decoding that part's type. With Swiglu, part 0 is
+// the gate and part 1 the up product, rows side by side: each warp stages R rows
+// of both (the up rows half a stage in) and writes silu(gate) * up to part 0's out.
+template <MatvecInput I, int R, bool Swiglu>
+__global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(MatvecParts parts, int64_t cols, MatvecIn in) {
+    extern __shared__ __align__(16) uint8_t stage[];
+    int pi = 0;
+    if constexpr (!Swiglu)
+        while (pi + 1 < parts.count && blockIdx.x >= parts.part[pi + 1].first_block) ++pi;
+    const MatvecPart& P = parts.part[pi];
+    const int lane = threadIdx.x % 32;
+    const int64_t r0 = (int64_t(blockIdx.x - P.first_block) * kMatvecWarps + threadIdx.x / 32) * R;
+    const int nr = int(min(int64_t(R), P.rows - r0));  // rows of this warp; <= 0: none
+    // The weights do not depend on the kernel before, so their copy is issued
+    // before waiting for it (PDL): it overlaps that kernel's tail.
+    uint8_t* to = stage + (threadIdx.x / 32) * kStageBytes;
+    const int row0 = int(max(r0, int64_t(0)));
+    const int lead = stage_rows(P.w + size_t(row0) * P.row_bytes, P.row_bytes, nr, to, lane);
+    int up_lead = 0;
+    if constexpr (Swiglu)
+        up_lead = stage_rows(parts.part[1].w + size_t(row0) * parts.part[1].row_bytes, parts.part[1].row_bytes, nr,
+                             to + kStageBytes / 2, lane);
+    __pipeline_commit();
+    pdl_enter();
+    const float scale = I == MatvecInput::Norm ? norm_scale(in, cols, 0) : 1.0f;
+    if (nr <= 0) return;
+    __pipeline_wait_prior(0);
+    __syncwarp();
+    float acc[R], up[R];
+#pragma unroll
+    for (int k = 0; k < R; ++k) acc[k] = up[k] = 0.0f;
+    dot_staged_rows<I, R>(P.type, to + lead, P.row_bytes, nr, cols, in, scale, lane, acc);
+    if constexpr (Swiglu)
+        dot_staged_rows<I, R>(parts.part[1].type, to + kStageBytes / 2 + up_lead, parts.part[1].row_bytes, nr, cols,
+                              in, scale, lane, up);
 #pragma unroll
     for (int k = 0; k < R; ++k) {
         const float sum = warp_sum(acc[k]);
-        if (lane == k && k < nr) {
-            const int64_t r = r0 + k;
-            float* o = out + r;
-            *o = (accumulate ? *o : 0.0f) + sum + (bias ? bias[r] : 0.0f);
+        if constexpr (Swiglu) {
+            const float u = warp_sum(up[k]);
+            if (lane == k && k < nr)
+                P.out[r0 + k] = silu(sum + (P.bias ? P.bias[r0 + k] : 0.0f)) *
+                                (u + (parts.part[1].bias ? parts.part[1].bias[r0 + k] : 0.0f));
+        } else if (lane == k && k < nr) {
+            float* o = P.out + r0 + k;
+            *o = (P.accumulate ? *o : 0.0f) + sum + (P.bias ? P.bias[r0 + k] : 0.0f);
         }
     }
 }
 
-template <TensorType T, MatvecInput I, int R>
-static void launch_matvec1_r(const Weight& w, const MatvecIn& in, float* out, const float* bias, bool accumulate,
-                             cudaStream_t stream) {
-    const int64_t rows_per_block = int64_t(kMatvecWarps) * R;
-    const unsigned blocks = unsigned((w.rows + rows_per_block - 1) / rows_per_block);
-    launch_pdl(matvec1_kernel<T, I, R>, blocks, kMatvecWarps * 32, size_t(kMatvecWarps) * kStageBytes, stream,
-               static_cast<const uint8_t*>(w.data), gguf::row_bytes(w.type, w.cols), w.rows, w.cols, in, out, bias,
-               accumulate);
+// Rows per warp of the staged kernel for these parts (each staged row range, at
+// most `room` bytes with its alignment slack, must fit), or 0 when a row does not.
+// Several rows per warp only for products of many rows: they load (and
+// normalise) the input once for all of them, and fewer blocks recompute the norm.
+static int staged_rows_per_warp(const MatvecParts& parts, int room) {
+    int64_t rows = 0;
+    int row_bytes = 0;
+    for (int i = 0; i < parts.count; ++i) {
+        rows += parts.part[i].rows;
+        row_bytes = std::max(row_bytes, parts.part[i].row_bytes);
+    }
+    for (int r : {4, 2})
+        if (rows >= 4096 && r * row_bytes + 16 <= room) return r;
+    return row_bytes + 16 <= room ? 1 : 0;
 }
 
-// One token: the staged kernel (4 rows per warp for products of many rows) when the rows fit its buffer.
-template <TensorType T, MatvecInput I>
-static bool try_matvec1(const Weight& w, const MatvecIn& in, float* out, const float* bias, bool accumulate,
-                        cudaStream_t stream) {
-    const size_t row_bytes = gguf::row_bytes(w.type, w.cols);
-    if (w.rows >= 4096 && 4 * row_bytes + 16 <= size_t(kStageBytes)) {
-        launch_matvec1_r<T, I, 4>(w, in, out, bias, accumulate, stream);
-        return true;
+template <MatvecInput I, int R, bool Swiglu>
+static void launch_staged_r(MatvecParts parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
+    unsigned blocks = 0;
+    const int64_t rows_per_block = int64_t(kMatvecWarps) * R;
+    for (int i = 0; i < (Swiglu ? 1 : parts.count); ++i) {
+        parts.part[i].first_block = blocks;
+        blocks += unsigned((parts.part[i].rows + rows_per_block - 1) / rows_per_block);
     }
-    if (row_bytes + 16 <= size_t(kStageBytes)) {
-        launch_matvec1_r<T, I, 1>(w, in, out, bias, accumulate, stream);
-        return true;
+    launch_pdl(matvec1_kernel<I, R, Swiglu>, blocks, kMatvecWarps * 32, size_t(kMatvecWarps) * kStageBytes, stream,
+               parts, cols, in);
+}
+
+template <MatvecInput I, bool Swiglu>
+static bool try_staged(const MatvecParts& parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
+    switch (staged_rows_per_warp(parts, Swiglu ? kStageBytes / 2 : kStageBytes)) {
+        case 4: launch_staged_r<I, 4, Swiglu>(parts, cols, in, stream); return true;
+        case 2: launch_staged_r<I, 2, Swiglu>(parts, cols, in, stream); return true;
+        case 1: launch_staged_r<I, 1, Swiglu>(parts, cols, in, stream); return true;
+        default: return false;
     }
-    return false;
+}
+
+static MatvecPart part_of(const Weight& w, float* out, const float* bias, bool accumulate) {
+    return MatvecPart{static_cast<const uint8_t*>(w.data), w.rows, int(gguf::row_bytes(w.type, w.cols)), w.type, out,
+                      bias, accumulate, 0};
 }
 
 template <TensorType T, int N, MatvecInput I>
-static void launch_matvec_n(const Weight& w, const MatvecIn& in, int n, float* out, int ldo, const float* bias,
+static void launch_unstaged(const Weight& w, const MatvecIn& in, int n, float* out, int ldo, const float* bias,
                             bool accumulate, cudaStream_t stream) {
     const unsigned blocks = unsigned((w.rows + kMatvecWarps - 1) / kMatvecWarps);
-    if (N == 1 && try_matvec1<T, I>(w, in, out, bias, accumulate, stream)) return;
     launch_pdl(matvec_kernel<T, N, I>, blocks, kMatvecWarps * 32, 0, stream, static_cast<const uint8_t*>(w.data),
                gguf::row_bytes(w.type, w.cols), w.rows, w.cols, in, n, out, ldo, bias, accumulate);
 }
@@ -206,22 +266,55 @@ void launch_matvec(const Weight& w, const float* x, int n, float* out, int ldo, 
                    cudaStream_t stream) {
     if (n == 0) return;
     const MatvecIn in{x, nullptr, 0.0f};
+    if (n == 1) {
+        launch_matvec1_parts({part_of(w, out, bias, accumulate)}, w.cols, MatvecInput::Plain, in, stream);
+        return;
+    }
     dispatch_type(w.type, [&]<TensorType T>() {
-        if (n == 1)
-            launch_matvec_n<T, 1, MatvecInput::Plain>(w, in, n, out, ldo, bias, accumulate, stream);
-        else
-            launch_matvec_n<T, kMatvecMaxTokens, MatvecInput::Plain>(w, in, n, out, ldo, bias, accumulate, stream);
+        launch_unstaged<T, kMatvecMaxTokens, MatvecInput::Plain>(w, in, n, out, ldo, bias, accumulate, stream);
     });
 }
 
-void launch_matvec1(const Weight& w, MatvecInput input, const MatvecIn& in, float* out, int ldo, const float* bias,
-                    bool accumulate, cudaStream_t stream) {
-    dispatch_type(w.type, [&]<TensorType T>() {
-        if (input == MatvecInput::Norm)
-            launch_matvec_n<T, 1, MatvecInput::Norm>(w, in, 1, out, ldo, bias, accumulate, stream);
-        else
-            launch_matvec_n<T, 1, MatvecInput::Plain>(w, in, 1, out, ldo, bias, accumulate, stream);
-    });
+void launch_matvec1_parts(const std::vector<MatvecPart>& list, int64_t cols, MatvecInput input, const MatvecIn& in,
+                          cudaStream_t stream) {
+    if (list.empty()) return;
+    if (list.size() > size_t(kMaxMatvecParts)) {
+        const std::vector<MatvecPart> head(list.begin(), list.begin() + kMaxMatvecParts);
+        launch_matvec1_parts(head, cols, input, in, stream);
+        launch_matvec1_parts(std::vector<MatvecPart>(list.begin() + kMaxMatvecParts, list.end()), cols, input, in, stream);
+        return;
+    }
+    MatvecParts parts{};
+    parts.count = int(list.size());
+    for (size_t i = 0; i < list.size(); ++i) parts.part[i] = list[i];
+    const bool staged = input == MatvecInput::Norm ? try_staged<MatvecInput::Norm, false>(parts, cols, in, stream)
+                                                   : try_staged<MatvecInput::Plain, false>(parts, cols, in, stream);
+    if (staged) return;
+    // Rows too wide to stage: each part on its own, straight from global memory.
+    for (const MatvecPart& p : list) {
+        Weight w;
+        w.type = p.type;
+        w.rows = p.rows;
+        w.cols = cols;
+        w.data = p.w;
+        dispatch_type(p.type, [&]<TensorType T>() {
+            if (input == MatvecInput::Norm)
+                launch_unstaged<T, 1, MatvecInput::Norm>(w, in, 1, p.out, 0, p.bias, p.accumulate, stream);
+            else
+                launch_unstaged<T, 1, MatvecInput::Plain>(w, in, 1, p.out, 0, p.bias, p.accumulate, stream);
+        });
+    }
+}
+
+bool launch_matvec1_swiglu(const MatvecPart& gate, const MatvecPart& up, int64_t cols, MatvecInput input,
+                           const MatvecIn& in, cudaStream_t stream) {
+    if (gate.rows != up.rows) return false;
+    MatvecParts parts{};
+    parts.count = 2;
+    parts.part[0] = gate;
+    parts.part[1] = up;
+    return input == MatvecInput::Norm ? try_staged<MatvecInput::Norm, true>(parts, cols, in, stream)
+                                      : try_staged<MatvecInput::Plain, true>(parts, cols, in, stream);
 }
 
 }  // namespace orcd::cuda

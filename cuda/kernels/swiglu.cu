@@ -5,10 +5,9 @@
 #include "cuda_check.h"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
+#include "kernels/silu.cuh"
 
 namespace orcd::cuda {
-
-__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
 
 __global__ void swiglu_kernel(const float* gate_up, int n_ff, float* out) {
     pdl_enter();

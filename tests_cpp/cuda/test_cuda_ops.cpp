@@ -328,37 +328,44 @@ TEST_F(CudaOps, Argmax) {
     }
 }
 
-// The fused sequences (norm folded into the products, SwiGLU folded into the
-// down product) against the CPU's op-by-op defaults: one token (the fused CUDA
-// path), three (the op-by-op path) and forty (tensor cores, fed by the norm in
-// fp16), every type, two parts with bias.
-TEST_F(CudaOps, NormedMatmulsAndSwigluMatmul) {
+// The fused sequences against the CPU's op-by-op defaults: one token (the norm
+// folded into the products, all parts in one launch, SwiGLU in the epilogue of
+// gate and up), three (op by op) and forty (tensor cores, fed by the norm in
+// fp16); every type, parts of two types with biases in one launch, gate and up
+// as two tensors and as one fused tensor, and enough rows for several rows per warp.
+TEST_F(CudaOps, NormedMatmulsAndNormedSwiglu) {
     for (TensorType t : kAllTypes) {
         const uint64_t dim = gguf::traits(t).block_size == 256 ? 1024u : 896u;
+        const int n_ff = 2100;
         SCOPED_TRACE(gguf::traits(t).name);
         WeightSet ws;
         build_weights(ws, {{"norm", TensorType::F32, dim, 1}, {"wa", t, dim, 40}, {"wb", t, dim, 24},
-                           {"ba", TensorType::F32, 40, 1}, {"down", t, dim, 72}},
+                           {"ba", TensorType::F32, 40, 1}, {"wc", TensorType::Q8_0, dim, 4}, {"bc", TensorType::F32, 4, 1},
+                           {"gate", t, dim, n_ff}, {"up", t, dim, n_ff}, {"gate_up", t, dim, 2 * n_ff}},
                       *cpu, *gpu, rng);
-        for (int n : {1, 3, 40}) {  // fused one-token path, op by op, tensor cores (the norm writes fp16)
+        for (int n : {1, 3, 40}) {
             const int ldo = 70;
             auto x = random_floats(size_t(n) * dim, rng, -3, 3);
             auto init = random_floats(size_t(n) * ldo, rng);
             std::vector<float> h(size_t(n) * dim), ref = init;
-            const std::vector<Projection> cparts = {{ws.cpu[1], ws.cpu[3], 0}, {ws.cpu[2], {}, 42}};
-            const std::vector<Projection> gparts = {{ws.gpu[1], ws.gpu[3], 0}, {ws.gpu[2], {}, 42}};
+            const std::vector<Projection> cparts = {{ws.cpu[1], ws.cpu[3], 0}, {ws.cpu[2], {}, 42}, {ws.cpu[4], ws.cpu[5], 66}};
+            const std::vector<Projection> gparts = {{ws.gpu[1], ws.gpu[3], 0}, {ws.gpu[2], {}, 42}, {ws.gpu[4], ws.gpu[5], 66}};
             cpu->normed_matmuls(x.data(), ws.cpu[0], 1e-6f, n, int(dim), h.data(), cparts, ref.data(), ldo);
             DeviceVec<float> dx(x), dh(h), out(init);
             gpu->normed_matmuls(dx.ptr, ws.gpu[0], 1e-6f, n, int(dim), dh.ptr, gparts, out.ptr, ldo);
             EXPECT_LT(rel_error(out.host(), ref), n <= 8 ? 2e-5 : 2e-3) << "normed, n " << n;
 
-            auto gu = random_floats(size_t(n) * 2 * dim, rng, -4, 4);
-            auto acc = random_floats(size_t(n) * 80, rng);
-            std::vector<float> ffn(size_t(n) * dim), ref2 = acc;
-            cpu->swiglu_matmul(gu.data(), n, int(dim), ffn.data(), ws.cpu[4], ref2.data(), 80, true);
-            DeviceVec<float> dgu(gu), dffn(ffn), out2(acc);
-            gpu->swiglu_matmul(dgu.ptr, n, int(dim), dffn.ptr, ws.gpu[4], out2.ptr, 80, true);
-            EXPECT_LT(rel_error(out2.host(), ref2), n <= 8 ? 2e-5 : 2e-3) << "swiglu, n " << n;
+            for (bool fused : {false, true}) {
+                const std::vector<Projection> cgu = fused ? std::vector<Projection>{{ws.cpu[8], {}, 0}}
+                                                          : std::vector<Projection>{{ws.cpu[6], {}, 0}, {ws.cpu[7], {}, n_ff}};
+                const std::vector<Projection> ggu = fused ? std::vector<Projection>{{ws.gpu[8], {}, 0}}
+                                                          : std::vector<Projection>{{ws.gpu[6], {}, 0}, {ws.gpu[7], {}, n_ff}};
+                std::vector<float> gu(size_t(n) * 2 * n_ff), ref2(size_t(n) * n_ff);
+                cpu->normed_swiglu(x.data(), ws.cpu[0], 1e-6f, n, int(dim), h.data(), cgu, gu.data(), n_ff, ref2.data());
+                DeviceVec<float> dgu(gu), ffn(std::vector<float>(ref2.size(), NAN));
+                gpu->normed_swiglu(dx.ptr, ws.gpu[0], 1e-6f, n, int(dim), dh.ptr, ggu, dgu.ptr, n_ff, ffn.ptr);
+                EXPECT_LT(rel_error(ffn.host(), ref2), n <= 8 ? 2e-5 : 2e-3) << "swiglu, n " << n << " fused " << fused;
+            }
         }
     }
 }

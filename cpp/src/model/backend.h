@@ -117,11 +117,12 @@ public:
         rope(qkv, n, ld, positions, s.rope);
         attention(s, layer, qkv, ld, n, positions, out);
     }
-    // ffn = swiglu(gate_up), then out (+)= ffn . w^T.
-    virtual void swiglu_matmul(const float* gate_up, int n, int n_ff, float* ffn, const Weight& w, float* out, int ldo,
-                               bool accumulate) {
+    // ffn = swiglu(gate_up) where gate_up = normed_matmuls(x, parts) holds the n_ff
+    // gate columns, then the n_ff up columns (scratch a fusing backend may leave unwritten).
+    virtual void normed_swiglu(const float* x, const Weight& norm, float eps, int n, int dim, float* h,
+                               const std::vector<Projection>& parts, float* gate_up, int n_ff, float* ffn) {
+        normed_matmuls(x, norm, eps, n, dim, h, parts, gate_up, 2 * n_ff);
         swiglu(gate_up, n, n_ff, ffn);
-        matmul(w, ffn, n, out, ldo, nullptr, accumulate);
     }
 
     // Copies count floats from the backend's memory to the host (waits for the work before it).

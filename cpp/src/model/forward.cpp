@@ -18,8 +18,8 @@ void attention_block(const ModelConfig& c, const LayerWeights& L, int layer, Bac
 
 void ffn_block(const ModelConfig& c, const LayerWeights& L, Backend& b, BackendSession& s, int n) {
     Activations& a = s.act;
-    b.normed_matmuls(a.x, L.ffn_norm, c.rms_eps, n, c.n_embd, a.h, L.gate_up_parts, a.gate_up, 2 * c.n_ff);
-    b.swiglu_matmul(a.gate_up, n, c.n_ff, a.ffn, L.w_down, a.x, c.n_embd, /*accumulate=*/true);
+    b.normed_swiglu(a.x, L.ffn_norm, c.rms_eps, n, c.n_embd, a.h, L.gate_up_parts, a.gate_up, c.n_ff, a.ffn);
+    b.matmul(L.w_down, a.ffn, n, a.x, c.n_embd, nullptr, /*accumulate=*/true);
 }
 
 // Final norm and output projection of `rows` rows of the residual stream starting at `first`.
