@@ -66,7 +66,7 @@ if has sanitize; then
 fi
 
 SYNTH_MODEL=/tmp/synth-qwen2.5-0.5b-q4_k_m.gguf
-if has pytest || has diag || has bench || has profile || has llama || has trace; then
+if has pytest || has diag || has bench || has profile || has llama; then
   [ -f "$SYNTH_MODEL" ] || python3 "$SYNTH" "$MODELS/qwen2.5-coder-0.5b-instruct-q4_k_m" "$SYNTH_MODEL" > /dev/null
 fi
 
