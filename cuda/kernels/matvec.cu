@@ -45,6 +45,7 @@ namespace orcd::cuda {
 
 constexpr int kMatvecWarps = 8;
 constexpr int kStageBytes = 4096 + 16;  // per warp: a row of up to 4 KB plus the alignment slack
+constexpr int kUpStage = 2048;          // SwiGLU: where the up rows start (16-byte aligned for the float types)
 
 // Eight input values of token t at columns 8g..8g+7, after the input transform.
 template <MatvecInput I>
@@ -163,7 +164,7 @@ __device__ __forceinline__ void dot_staged_rows(TensorType type, const uint8_t* 
 // all parts of a MatvecParts in one launch (v5): block b works on the part whose
 // blocks start at or before it, decoding that part's type. With Swiglu, part 0 is
 // the gate and part 1 the up product, rows side by side: each warp stages R rows
-// of both (the up rows half a stage in) and writes silu(gate) * up to part 0's out.
+// of both (the up rows kUpStage bytes in) and writes silu(gate) * up to part 0's out.
 template <MatvecInput I, int R, bool Swiglu>
 __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(MatvecParts parts, int64_t cols, MatvecIn in) {
     extern __shared__ __align__(16) uint8_t stage[];
@@ -182,7 +183,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(MatvecParts 
     int up_lead = 0;
     if constexpr (Swiglu)
         up_lead = stage_rows(parts.part[1].w + size_t(row0) * parts.part[1].row_bytes, parts.part[1].row_bytes, nr,
-                             to + kStageBytes / 2, lane);
+                             to + kUpStage, lane);
     __pipeline_commit();
     pdl_enter();
     const float scale = I == MatvecInput::Norm ? norm_scale(in, cols, 0) : 1.0f;
@@ -194,7 +195,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(MatvecParts 
     for (int k = 0; k < R; ++k) acc[k] = up[k] = 0.0f;
     dot_staged_rows<I, R>(P.type, to + lead, P.row_bytes, nr, cols, in, scale, lane, acc);
     if constexpr (Swiglu)
-        dot_staged_rows<I, R>(parts.part[1].type, to + kStageBytes / 2 + up_lead, parts.part[1].row_bytes, nr, cols,
+        dot_staged_rows<I, R>(parts.part[1].type, to + kUpStage + up_lead, parts.part[1].row_bytes, nr, cols,
                               in, scale, lane, up);
 #pragma unroll
     for (int k = 0; k < R; ++k) {
@@ -241,7 +242,7 @@ static void launch_staged_r(MatvecParts parts, int64_t cols, const MatvecIn& in,
 
 template <MatvecInput I, bool Swiglu>
 static bool try_staged(const MatvecParts& parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
-    switch (staged_rows_per_warp(parts, Swiglu ? kStageBytes / 2 : kStageBytes)) {
+    switch (staged_rows_per_warp(parts, Swiglu ? kUpStage : kStageBytes)) {
         case 4: launch_staged_r<I, 4, Swiglu>(parts, cols, in, stream); return true;
         case 2: launch_staged_r<I, 2, Swiglu>(parts, cols, in, stream); return true;
         case 1: launch_staged_r<I, 1, Swiglu>(parts, cols, in, stream); return true;
