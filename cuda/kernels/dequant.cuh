@@ -294,17 +294,28 @@ __device__ __forceinline__ void decode_group(const uint8_t* row, int64_t g, floa
     }
 }
 
-// Calls f.template operator()<T>() for the run-time type; returns false for an unsupported one.
-template <typename F>
-__host__ __device__ __forceinline__ bool dispatch_type(TensorType t, F&& f) {
-    switch (t) {
-#define ORCD_CASE(name) case TensorType::name: f.template operator()<TensorType::name>(); return true;
-        ORCD_CASE(F32) ORCD_CASE(F16) ORCD_CASE(BF16) ORCD_CASE(Q4_0) ORCD_CASE(Q4_1) ORCD_CASE(Q5_0)
-        ORCD_CASE(Q5_1) ORCD_CASE(Q8_0) ORCD_CASE(Q2_K) ORCD_CASE(Q3_K) ORCD_CASE(Q4_K) ORCD_CASE(Q5_K)
-        ORCD_CASE(Q6_K) ORCD_CASE(IQ4_NL) ORCD_CASE(IQ4_XS)
-#undef ORCD_CASE
-        default: return false;
+// Calls f.template operator()<T>() for the run-time type; returns false for an
+// unsupported one. dispatch_type_on_device is the same for device code.
+#define ORCD_TYPE_CASES(f)                                                                                   \
+    switch (t) {                                                                                             \
+        ORCD_CASE(f, F32) ORCD_CASE(f, F16) ORCD_CASE(f, BF16) ORCD_CASE(f, Q4_0) ORCD_CASE(f, Q4_1)          \
+        ORCD_CASE(f, Q5_0) ORCD_CASE(f, Q5_1) ORCD_CASE(f, Q8_0) ORCD_CASE(f, Q2_K) ORCD_CASE(f, Q3_K)        \
+        ORCD_CASE(f, Q4_K) ORCD_CASE(f, Q5_K) ORCD_CASE(f, Q6_K) ORCD_CASE(f, IQ4_NL) ORCD_CASE(f, IQ4_XS)    \
+        default: return false;                                                                               \
     }
+#define ORCD_CASE(f, name)                                \
+    case TensorType::name:                                \
+        f.template operator()<TensorType::name>();        \
+        return true;
+template <typename F>
+bool dispatch_type(TensorType t, F&& f) {
+    ORCD_TYPE_CASES(f)
 }
+template <typename F>
+__device__ __forceinline__ bool dispatch_type_on_device(TensorType t, F&& f) {
+    ORCD_TYPE_CASES(f)
+}
+#undef ORCD_CASE
+#undef ORCD_TYPE_CASES
 
 }  // namespace orcd::cuda

@@ -36,6 +36,7 @@
 
 #include "cuda_check.h"
 #include "kernels/dequant.cuh"
+#include "kernels/dot_group.cuh"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
 #include "kernels/reduce.cuh"
@@ -142,22 +143,17 @@ __device__ __forceinline__ void dot_staged_rows(const uint8_t* src, int row_byte
     for (int64_t g = lane; g < groups; g += 32) {
         float x8[8];
         load_input<I>(in, cols, 0, g, scale, x8);
+        const float sx = ((x8[0] + x8[1]) + (x8[2] + x8[3])) + ((x8[4] + x8[5]) + (x8[6] + x8[7]));  // unused: dropped
 #pragma unroll
-        for (int k = 0; k < R; ++k) {
-            if (k < nr) {
-                float v[8];
-                decode_group<T>(src + size_t(k) * row_bytes, g, v);
-                acc[k] += v[0] * x8[0] + v[1] * x8[1] + v[2] * x8[2] + v[3] * x8[3] + v[4] * x8[4] + v[5] * x8[5] +
-                          v[6] * x8[6] + v[7] * x8[7];
-            }
-        }
+        for (int k = 0; k < R; ++k)
+            if (k < nr) acc[k] += dot_group<T>(src + size_t(k) * row_bytes, g, x8, sx);
     }
 }
 
 template <MatvecInput I, int R>
 __device__ __forceinline__ void dot_staged_rows(TensorType type, const uint8_t* src, int row_bytes, int nr,
                                                 int64_t cols, const MatvecIn& in, float scale, int lane, float acc[R]) {
-    dispatch_type(type, [&]<TensorType T>() { dot_staged_rows<T, I, R>(src, row_bytes, nr, cols, in, scale, lane, acc); });
+    dispatch_type_on_device(type, [&]<TensorType T>() { dot_staged_rows<T, I, R>(src, row_bytes, nr, cols, in, scale, lane, acc); });
 }
 
 // One token, R consecutive rows per warp, staged through shared memory (v4), for
