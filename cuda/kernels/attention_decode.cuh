@@ -39,6 +39,11 @@ constexpr int kAttnKeyTile = 128;
 constexpr int kAttnMaxGroup = 8;   // query heads per KV head
 constexpr int kAttnMaxHeadDim = 128;
 constexpr int kAttnTargetItems = 264;  // two waves' worth on a 132-SM part
+// Items up to which each query head gets its own (attn_head_sets): a group's
+// items share each K/V tile through L2 instead of shared memory, but the chains
+// of dependent work per item are a group's size shorter, and there are more
+// items to hide each other's latency (one grouped item per SM at 8K keys).
+constexpr int kAttnSplitHeadsMaxItems = 1024;
 constexpr int kAttnMinKeys = kAttnKeyTile;
 constexpr int kAttnPad = 8;  // halves after each K/V row: no bank conflicts
 constexpr int kAttnMaxSplits = kAttnTargetItems;  // with one KV head
@@ -56,8 +61,8 @@ __host__ __device__ constexpr size_t attn_item_smem_bytes(int group, int head_di
            sizeof(__half) * 2 * size_t(kAttnKeyTile) * (head_dim + kAttnPad);
 }
 
-// out[h, d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s for the group's
-// query heads: one warp per head computes the split weights, then the threads
+// out[h, d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s for `group`
+// query heads from first_head: one warp per head computes the split weights, then the threads
 // take (head, dim) pairs. Partials written by other blocks are read through L2.
 template <int NT>
 __device__ void attn_merge_splits(const float* partials, int first_head, int group, int splits, int used,
@@ -102,12 +107,12 @@ __device__ void attn_merge_splits(const float* partials, int first_head, int gro
 }
 
 // Items that run at this KV length: per KV head, `subs` sets of query heads
-// times the used splits. With split_heads, short contexts give each query head
-// its own item (few splits would leave most blocks idle); long ones keep the
-// group together (each K/V tile read once per group).
+// times the used splits. With split_heads, each query head has its own items
+// up to kAttnSplitHeadsMaxItems; beyond, the group stays together (each K/V
+// tile read once per group).
 __device__ __forceinline__ int attn_head_sets(const DecodeAttentionArgs& p, int used) {
     const int group = p.n_heads / p.n_kv_heads;
-    return p.split_heads && used * p.n_kv_heads * group <= kAttnTargetItems ? group : 1;
+    return p.split_heads && used * p.n_kv_heads * group <= kAttnSplitHeadsMaxItems ? group : 1;
 }
 
 // Item (kvh, set, split) by a block of NT threads (NT >= kAttnKeyTile); smem holds
@@ -304,18 +309,19 @@ __device__ void attention_decode_item(const DecodeAttentionArgs& p, int kvh, int
             }
         }
     }
-    // Publish this item, then count it; the item that counts last merges the group.
+    // Publish this item, then count it per head set (its first head's counter); the
+    // item that counts last merges the set's heads.
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        const unsigned done = atomicAdd(&p.counters[kvh], 1u);
-        last_item = done == unsigned(used * subs - 1);
-        if (last_item) p.counters[kvh] = 0;  // ready for the next step; no other item of this step touches it
+        const unsigned done = atomicAdd(&p.counters[h0], 1u);
+        last_item = done == unsigned(used - 1);
+        if (last_item) p.counters[h0] = 0;  // ready for the next step; no other item of this step touches it
     }
     __syncthreads();
     if (!last_item) return;
     __threadfence();
-    attn_merge_splits<NT>(p.partials, kvh * group, group, p.splits, used, head_dim, p.out);
+    attn_merge_splits<NT>(p.partials, h0, nh, p.splits, used, head_dim, p.out);
 }
 
 }  // namespace orcd::cuda
