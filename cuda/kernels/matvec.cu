@@ -28,6 +28,8 @@
 // each of its own type) and for gate and up with SwiGLU in the epilogue: at this
 // model size every launch in the chain of a decode step costs a few microseconds
 // of latency whatever its bytes (bench/NOTES.md, round 10).
+// v6: the group dot products of dot_group.cuh (round 11); few wide rows get a
+// block per row, split over its warps (matvec1_split_kernel, round 13).
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -208,6 +210,62 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(MatvecParts 
     }
 }
 
+// One token, few wide rows (the down product of a small model: 896 rows of 4,864):
+// a block per row, each warp staging and decoding an eighth of it (whole quant
+// blocks), the warps' sums added in a fixed order. One row per warp left ~7 warps
+// per SM, each with a long row to decode after its copy.
+template <TensorType T>
+__global__ void __launch_bounds__(kMatvecWarps * 32)
+    matvec1_split_kernel(MatvecPart P, int64_t cols, const float* x) {
+    extern __shared__ __align__(16) uint8_t stage[];
+    __shared__ float partial[kMatvecWarps];
+    constexpr int64_t kUnit = Decode<T>::kElems > 8 ? Decode<T>::kElems : 8;  // elements of a slice's unit
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t r = blockIdx.x, units = cols / kUnit;
+    const int64_t u0 = units * warp / kMatvecWarps, u1 = units * (warp + 1) / kMatvecWarps;
+    const int unit_bytes = int(P.row_bytes / units);
+    uint8_t* to = stage + warp * kStageBytes;
+    const int lead = stage_rows(P.w + size_t(r) * P.row_bytes + size_t(u0) * unit_bytes, int(u1 - u0) * unit_bytes,
+                                u1 > u0 ? 1 : 0, to, lane);
+    __pipeline_commit();
+    pdl_enter();
+    __pipeline_wait_prior(0);
+    __syncwarp();
+    const MatvecIn in{x, nullptr, 0.0f};
+    const int64_t g0 = u0 * (kUnit / 8), g1 = u1 * (kUnit / 8);
+    float acc = 0.0f;
+    for (int64_t g = g0 + lane; g < g1; g += 32) {
+        float x8[8];
+        load_input<MatvecInput::Plain>(in, cols, 0, g, 1.0f, x8);
+        const float sx = ((x8[0] + x8[1]) + (x8[2] + x8[3])) + ((x8[4] + x8[5]) + (x8[6] + x8[7]));
+        acc += dot_group<T>(to + lead, g - g0, x8, sx);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) partial[warp] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float sum = 0.0f;
+        for (int w = 0; w < kMatvecWarps; ++w) sum += partial[w];
+        float* o = P.out + r;
+        *o = (P.accumulate ? *o : 0.0f) + sum + (P.bias ? P.bias[r] : 0.0f);
+    }
+}
+
+// The split kernel for one part of plain input with few wide rows, if its slices fit.
+static bool try_split(const MatvecPart& p, int64_t cols, const float* x, cudaStream_t stream) {
+    if (p.rows > 2048 || cols < 2048) return false;
+    bool launched = false;
+    dispatch_type(p.type, [&]<TensorType T>() {
+        constexpr int64_t kUnit = Decode<T>::kElems > 8 ? Decode<T>::kElems : 8;
+        const int64_t units = cols / kUnit;
+        if (units < kMatvecWarps || (units / kMatvecWarps + 1) * (p.row_bytes / units) + 16 > kStageBytes) return;
+        launch_pdl(matvec1_split_kernel<T>, unsigned(p.rows), kMatvecWarps * 32, size_t(kMatvecWarps) * kStageBytes,
+                   stream, p, cols, x);
+        launched = true;
+    });
+    return launched;
+}
+
 // Rows per warp of the staged kernel for these parts (each staged row range, at
 // most `room` bytes with its alignment slack, must fit), or 0 when a row does not.
 // Several rows per warp only for products of many rows: they load (and
@@ -281,6 +339,7 @@ void launch_matvec1_parts(const std::vector<MatvecPart>& list, int64_t cols, Mat
         launch_matvec1_parts(std::vector<MatvecPart>(list.begin() + kMaxMatvecParts, list.end()), cols, input, in, stream);
         return;
     }
+    if (list.size() == 1 && input == MatvecInput::Plain && try_split(list[0], cols, in.x, stream)) return;
     MatvecParts parts{};
     parts.count = int(list.size());
     for (size_t i = 0; i < list.size(); ++i) parts.part[i] = list[i];

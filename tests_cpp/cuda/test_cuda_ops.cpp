@@ -229,6 +229,7 @@ TEST_F(CudaOps, MatmulEveryTypeAndShape) {
             {bs == 256 ? 1024u : 896u, 300, {1, 3, 8, 9, 64, 77, 300}},
             {odd_cols, 45, {9, 33, 200}},
             {bs == 256 ? 1024u : 896u, 1100, {2048}},
+            {4864, 96, {1, 3}},  // few wide rows: one block per row (the down product's shape)
         };
         for (const Case& c : cases) {
             WeightSet ws;
