@@ -346,7 +346,7 @@ public:
             return;
         }
         std::vector<MatvecPart> list;
-        for (const Projection& p : parts) list.push_back(part_of(p, out + p.offset, false));
+        for (const Projection& p : parts) list.push_back(part_of(p, out + p.offset));
         launch_matvec1_parts(list, dim, MatvecInput::Norm, {x, static_cast<const float*>(norm.data), eps}, stream());
     }
 
@@ -356,10 +356,10 @@ public:
         if (fold_norm(norm, n, parts)) {
             MatvecPart gate, up;
             if (parts.size() == 2 && parts[0].offset == 0 && parts[1].offset == n_ff) {
-                gate = part_of(parts[0], ffn, false);
-                up = part_of(parts[1], nullptr, false);
+                gate = part_of(parts[0], ffn);
+                up = part_of(parts[1], nullptr);
             } else if (parts.size() == 1 && parts[0].w.rows == 2 * int64_t(n_ff)) {  // one fused gate/up tensor
-                gate = up = part_of(parts[0], ffn, false);
+                gate = up = part_of(parts[0], ffn);
                 gate.rows = up.rows = n_ff;
                 up.w += size_t(n_ff) * size_t(up.row_bytes);
                 if (up.bias) up.bias += n_ff;
@@ -485,16 +485,8 @@ private:
         return fold;
     }
 
-    static MatvecPart part_of(const Projection& p, float* out, bool accumulate) {
-        MatvecPart m;
-        m.w = static_cast<const uint8_t*>(p.w.data);
-        m.rows = p.w.rows;
-        m.row_bytes = int(gguf::row_bytes(p.w.type, p.w.cols));
-        m.type = p.w.type;
-        m.out = out;
-        m.bias = p.bias ? static_cast<const float*>(p.bias.data) : nullptr;
-        m.accumulate = accumulate;
-        return m;
+    static MatvecPart part_of(const Projection& p, float* out) {
+        return matvec_part(p.w, out, p.bias ? static_cast<const float*>(p.bias.data) : nullptr, false);
     }
 
     const PickBuffers& picks() const { return t_bound ? t_bound->picks : picks_; }

@@ -45,13 +45,8 @@ struct MatvecPart {
     float* out = nullptr;
     const float* bias = nullptr;
     bool accumulate = false;
-    unsigned first_block = 0;  // set by the launcher
 };
-constexpr int kMaxMatvecParts = 3;
-struct MatvecParts {
-    MatvecPart part[kMaxMatvecParts];
-    int count = 0;
-};
+MatvecPart matvec_part(const Weight& w, float* out, const float* bias, bool accumulate);
 // Products of one token that share their input (cols wide), in one launch where
 // the rows allow (a longer list is split).
 void launch_matvec1_parts(const std::vector<MatvecPart>& parts, int64_t cols, MatvecInput input, const MatvecIn& in,

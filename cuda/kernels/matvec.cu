@@ -25,9 +25,9 @@
 // loaded (and normalised) once for all four, and a quarter as many blocks each
 // recompute the norm.
 // v5: one launch for several products of the same input (the Q, K and V parts,
-// each of its own type) and for gate and up with SwiGLU in the epilogue: at this
-// model size every launch in the chain of a decode step costs a few microseconds
-// of latency whatever its bytes (bench/NOTES.md, round 10).
+// each of its own type) and for gate and up with SwiGLU in the epilogue (5
+// kernels per decode layer instead of 9; no faster by itself, as PDL already
+// overlapped the launches: bench/NOTES.md, round 10).
 // v6: the group dot products of dot_group.cuh (round 11); few wide rows get a
 // block per row, split over its warps (matvec1_split_kernel, round 13).
 #include <cuda_pipeline.h>
@@ -49,6 +49,14 @@ namespace orcd::cuda {
 constexpr int kMatvecWarps = 8;
 constexpr int kStageBytes = 4096 + 16;  // per warp: a row of up to 4 KB plus the alignment slack
 constexpr int kUpStage = 2048;          // SwiGLU: where the up rows start (16-byte aligned for the float types)
+constexpr int kMaxParts = 3;            // products per staged launch (a longer list is split)
+
+// The parts of one staged launch, and the first block of each.
+struct StagedParts {
+    MatvecPart part[kMaxParts];
+    unsigned first_block[kMaxParts] = {};
+    int count = 0;
+};
 
 // Eight input values of token t at columns 8g..8g+7, after the input transform.
 template <MatvecInput I>
@@ -65,6 +73,12 @@ __device__ __forceinline__ void load_input(const MatvecIn& in, int64_t cols, int
             for (int i = 0; i < 8; ++i) a[i] = a[i] * scale * wv[i];
         }
     }
+}
+
+// x[0] + ... + x[7], which dot_group's factored forms need (dropped by the
+// compiler for the types whose dot_group does not use it).
+__device__ __forceinline__ float sum8(const float x[8]) {
+    return ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
 }
 
 // rsqrt(mean(x_t^2) + eps) of token t, computed by the whole block (every thread
@@ -145,7 +159,7 @@ __device__ __forceinline__ void dot_staged_rows(const uint8_t* src, int row_byte
     for (int64_t g = lane; g < groups; g += 32) {
         float x8[8];
         load_input<I>(in, cols, 0, g, scale, x8);
-        const float sx = ((x8[0] + x8[1]) + (x8[2] + x8[3])) + ((x8[4] + x8[5]) + (x8[6] + x8[7]));  // unused: dropped
+        const float sx = sum8(x8);
 #pragma unroll
         for (int k = 0; k < R; ++k)
             if (k < nr) acc[k] += dot_group<T>(src + size_t(k) * row_bytes, g, x8, sx);
@@ -159,19 +173,19 @@ __device__ __forceinline__ void dot_staged_rows(TensorType type, const uint8_t* 
 }
 
 // One token, R consecutive rows per warp, staged through shared memory (v4), for
-// all parts of a MatvecParts in one launch (v5): block b works on the part whose
+// all parts of a StagedParts in one launch (v5): block b works on the part whose
 // blocks start at or before it, decoding that part's type. With Swiglu, part 0 is
 // the gate and part 1 the up product, rows side by side: each warp stages R rows
 // of both (the up rows kUpStage bytes in) and writes silu(gate) * up to part 0's out.
 template <MatvecInput I, int R, bool Swiglu>
-__global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(MatvecParts parts, int64_t cols, MatvecIn in) {
+__global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts parts, int64_t cols, MatvecIn in) {
     extern __shared__ __align__(16) uint8_t stage[];
     int pi = 0;
     if constexpr (!Swiglu)
-        while (pi + 1 < parts.count && blockIdx.x >= parts.part[pi + 1].first_block) ++pi;
+        while (pi + 1 < parts.count && blockIdx.x >= parts.first_block[pi + 1]) ++pi;
     const MatvecPart& P = parts.part[pi];
     const int lane = threadIdx.x % 32;
-    const int64_t r0 = (int64_t(blockIdx.x - P.first_block) * kMatvecWarps + threadIdx.x / 32) * R;
+    const int64_t r0 = (int64_t(blockIdx.x - parts.first_block[pi]) * kMatvecWarps + threadIdx.x / 32) * R;
     const int nr = int(min(int64_t(R), P.rows - r0));  // rows of this warp; <= 0: none
     // The weights do not depend on the kernel before, so their copy is issued
     // before waiting for it (PDL): it overlaps that kernel's tail.
@@ -215,11 +229,16 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(MatvecParts 
 // blocks), the warps' sums added in a fixed order. One row per warp left ~7 warps
 // per SM, each with a long row to decode after its copy.
 template <TensorType T>
+constexpr int64_t split_unit() {  // elements of a slice's unit: a quant block, or a group of 8
+    return Decode<T>::kElems > 8 ? Decode<T>::kElems : 8;
+}
+
+template <TensorType T>
 __global__ void __launch_bounds__(kMatvecWarps * 32)
     matvec1_split_kernel(MatvecPart P, int64_t cols, const float* x) {
     extern __shared__ __align__(16) uint8_t stage[];
     __shared__ float partial[kMatvecWarps];
-    constexpr int64_t kUnit = Decode<T>::kElems > 8 ? Decode<T>::kElems : 8;  // elements of a slice's unit
+    constexpr int64_t kUnit = split_unit<T>();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t r = blockIdx.x, units = cols / kUnit;
     const int64_t u0 = units * warp / kMatvecWarps, u1 = units * (warp + 1) / kMatvecWarps;
@@ -237,8 +256,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     for (int64_t g = g0 + lane; g < g1; g += 32) {
         float x8[8];
         load_input<MatvecInput::Plain>(in, cols, 0, g, 1.0f, x8);
-        const float sx = ((x8[0] + x8[1]) + (x8[2] + x8[3])) + ((x8[4] + x8[5]) + (x8[6] + x8[7]));
-        acc += dot_group<T>(to + lead, g - g0, x8, sx);
+        acc += dot_group<T>(to + lead, g - g0, x8, sum8(x8));
     }
     acc = warp_sum(acc);
     if (lane == 0) partial[warp] = acc;
@@ -256,8 +274,7 @@ static bool try_split(const MatvecPart& p, int64_t cols, const float* x, cudaStr
     if (p.rows > 2048 || cols < 2048) return false;
     bool launched = false;
     dispatch_type(p.type, [&]<TensorType T>() {
-        constexpr int64_t kUnit = Decode<T>::kElems > 8 ? Decode<T>::kElems : 8;
-        const int64_t units = cols / kUnit;
+        const int64_t units = cols / split_unit<T>();
         if (units < kMatvecWarps || (units / kMatvecWarps + 1) * (p.row_bytes / units) + 16 > kStageBytes) return;
         launch_pdl(matvec1_split_kernel<T>, unsigned(p.rows), kMatvecWarps * 32, size_t(kMatvecWarps) * kStageBytes,
                    stream, p, cols, x);
@@ -270,7 +287,7 @@ static bool try_split(const MatvecPart& p, int64_t cols, const float* x, cudaStr
 // most `room` bytes with its alignment slack, must fit), or 0 when a row does not.
 // Several rows per warp only for products of many rows: they load (and
 // normalise) the input once for all of them, and fewer blocks recompute the norm.
-static int staged_rows_per_warp(const MatvecParts& parts, int room) {
+static int staged_rows_per_warp(const StagedParts& parts, int room) {
     int64_t rows = 0;
     int row_bytes = 0;
     for (int i = 0; i < parts.count; ++i) {
@@ -283,11 +300,11 @@ static int staged_rows_per_warp(const MatvecParts& parts, int room) {
 }
 
 template <MatvecInput I, int R, bool Swiglu>
-static void launch_staged_r(MatvecParts parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
+static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
     unsigned blocks = 0;
     const int64_t rows_per_block = int64_t(kMatvecWarps) * R;
     for (int i = 0; i < (Swiglu ? 1 : parts.count); ++i) {
-        parts.part[i].first_block = blocks;
+        parts.first_block[i] = blocks;
         blocks += unsigned((parts.part[i].rows + rows_per_block - 1) / rows_per_block);
     }
     launch_pdl(matvec1_kernel<I, R, Swiglu>, blocks, kMatvecWarps * 32, size_t(kMatvecWarps) * kStageBytes, stream,
@@ -295,7 +312,7 @@ static void launch_staged_r(MatvecParts parts, int64_t cols, const MatvecIn& in,
 }
 
 template <MatvecInput I, bool Swiglu>
-static bool try_staged(const MatvecParts& parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
+static bool try_staged(const StagedParts& parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
     switch (staged_rows_per_warp(parts, Swiglu ? kUpStage : kStageBytes)) {
         case 4: launch_staged_r<I, 4, Swiglu>(parts, cols, in, stream); return true;
         case 2: launch_staged_r<I, 2, Swiglu>(parts, cols, in, stream); return true;
@@ -304,9 +321,9 @@ static bool try_staged(const MatvecParts& parts, int64_t cols, const MatvecIn& i
     }
 }
 
-static MatvecPart part_of(const Weight& w, float* out, const float* bias, bool accumulate) {
+MatvecPart matvec_part(const Weight& w, float* out, const float* bias, bool accumulate) {
     return MatvecPart{static_cast<const uint8_t*>(w.data), w.rows, int(gguf::row_bytes(w.type, w.cols)), w.type, out,
-                      bias, accumulate, 0};
+                      bias, accumulate};
 }
 
 template <TensorType T, int N, MatvecInput I>
@@ -322,7 +339,7 @@ void launch_matvec(const Weight& w, const float* x, int n, float* out, int ldo, 
     if (n == 0) return;
     const MatvecIn in{x, nullptr, 0.0f};
     if (n == 1) {
-        launch_matvec1_parts({part_of(w, out, bias, accumulate)}, w.cols, MatvecInput::Plain, in, stream);
+        launch_matvec1_parts({matvec_part(w, out, bias, accumulate)}, w.cols, MatvecInput::Plain, in, stream);
         return;
     }
     dispatch_type(w.type, [&]<TensorType T>() {
@@ -333,14 +350,14 @@ void launch_matvec(const Weight& w, const float* x, int n, float* out, int ldo, 
 void launch_matvec1_parts(const std::vector<MatvecPart>& list, int64_t cols, MatvecInput input, const MatvecIn& in,
                           cudaStream_t stream) {
     if (list.empty()) return;
-    if (list.size() > size_t(kMaxMatvecParts)) {
-        const std::vector<MatvecPart> head(list.begin(), list.begin() + kMaxMatvecParts);
+    if (list.size() > size_t(kMaxParts)) {
+        const std::vector<MatvecPart> head(list.begin(), list.begin() + kMaxParts);
         launch_matvec1_parts(head, cols, input, in, stream);
-        launch_matvec1_parts(std::vector<MatvecPart>(list.begin() + kMaxMatvecParts, list.end()), cols, input, in, stream);
+        launch_matvec1_parts(std::vector<MatvecPart>(list.begin() + kMaxParts, list.end()), cols, input, in, stream);
         return;
     }
     if (list.size() == 1 && input == MatvecInput::Plain && try_split(list[0], cols, in.x, stream)) return;
-    MatvecParts parts{};
+    StagedParts parts{};
     parts.count = int(list.size());
     for (size_t i = 0; i < list.size(); ++i) parts.part[i] = list[i];
     const bool staged = input == MatvecInput::Norm ? try_staged<MatvecInput::Norm, false>(parts, cols, in, stream)
@@ -365,7 +382,7 @@ void launch_matvec1_parts(const std::vector<MatvecPart>& list, int64_t cols, Mat
 bool launch_matvec1_swiglu(const MatvecPart& gate, const MatvecPart& up, int64_t cols, MatvecInput input,
                            const MatvecIn& in, cudaStream_t stream) {
     if (gate.rows != up.rows) return false;
-    MatvecParts parts{};
+    StagedParts parts{};
     parts.count = 2;
     parts.part[0] = gate;
     parts.part[1] = up;
