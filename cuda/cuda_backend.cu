@@ -71,6 +71,7 @@ public:
     std::unique_ptr<PinnedBuffer> outputs;  // one row of logits, or picked (index, value) pairs
     cudaGraphExec_t decode_graph = nullptr;
     bool capturing = false;
+    L2Prefetch prefetch{};  // Backend::prefetch's weights, for the next decode attention
 
     ~CudaSession() override {
         if (stream) cudaStreamSynchronize(stream);
@@ -137,6 +138,8 @@ public:
         ORCD_CUDA_CHECK(cudaSetDevice(device));
         ORCD_CUDA_CHECK(cudaGetDeviceProperties(&prop_, device));
         ORCD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        const char* prefetch = std::getenv("ORCD_CUDA_L2_PREFETCH");
+        l2_prefetch_ = !(prefetch && std::strcmp(prefetch, "0") == 0);
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.indices, Backend::kMaxTopK * sizeof(int32_t)));
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.values, Backend::kMaxTopK * sizeof(float)));
     }
@@ -371,6 +374,27 @@ public:
         Backend::normed_swiglu(x, norm, eps, n, dim, h, parts, gate_up, n_ff, ffn);
     }
 
+    // Kept for the bound session's next decode attention (a one-token step), which
+    // issues the prefetches from its blocks; other steps drop them.
+    void prefetch(const std::vector<Weight>& weights) override {
+        if (!t_bound || !l2_prefetch_) return;
+        L2Prefetch& list = t_bound->prefetch;
+        list.count = 0;
+        for (const Weight& w : weights) {
+            if (!w || list.count == L2Prefetch::kMaxRanges) continue;
+            list.ptr[list.count] = w.data;
+            list.bytes[list.count++] = size_t(w.rows) * gguf::row_bytes(w.type, w.cols);
+        }
+    }
+
+    // The prefetch list kept for this op (n == 1), emptied either way.
+    L2Prefetch take_prefetch(int n) {
+        L2Prefetch list{};
+        if (t_bound) std::swap(list, t_bound->prefetch);
+        if (n != 1) list.count = 0;
+        return list;
+    }
+
     void rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p) override {
         launch_rope(qkv, n, ld, positions, p, stream());
     }
@@ -381,12 +405,15 @@ public:
         const AttentionShape& a = s.attn_shape;
         launch_kv_store(qkv, ld, n, positions, a.n_heads, a.n_kv_heads, a.head_dim, a.max_context, s.k_cache[layer],
                         s.v_cache[layer], stream());
-        if (n == 1)
-            launch_attention_decode(decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer], a,
-                                                          s.attn_partials, s.attn_counters, out, nullptr),
-                                    stream());
-        else
+        const L2Prefetch prefetch = take_prefetch(n);
+        if (n == 1) {
+            DecodeAttentionArgs args = decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer], a,
+                                                             s.attn_partials, s.attn_counters, out, nullptr);
+            args.prefetch = prefetch;
+            launch_attention_decode(args, stream());
+        } else {
             launch_attention_prefill(qkv, ld, n, positions, s.k_cache[layer], s.v_cache[layer], a, out, stream());
+        }
     }
 
     // One token: the rotation and the cache store inside the decode attention.
@@ -397,9 +424,9 @@ public:
             Backend::rope_attention(base, layer, qkv, ld, n, positions, out);
             return;
         }
-        const DecodeAttentionArgs args = decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer],
-                                                               s.attn_shape, s.attn_partials, s.attn_counters, out,
-                                                               &s.rope);
+        DecodeAttentionArgs args = decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer],
+                                                         s.attn_shape, s.attn_partials, s.attn_counters, out, &s.rope);
+        args.prefetch = take_prefetch(n);
         launch_attention_decode(args, stream());
     }
 
@@ -529,6 +556,7 @@ private:
     }
 
     int device_;
+    bool l2_prefetch_ = true;  // ORCD_CUDA_L2_PREFETCH=0 turns Backend::prefetch off (for comparisons)
     cudaDeviceProp prop_{};
     cudaStream_t stream_ = nullptr;
     DeviceArena weights_;

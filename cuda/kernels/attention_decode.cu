@@ -1,27 +1,406 @@
-// The decode attention as its own kernel: one block of 128 threads per
-// (KV head, query-head set, split) item of attention_decode.cuh. One block per
-// KV head held 64 keys x 7 query heads at short contexts: ~8.7K instructions
-// per warp in dependent chains, 14.5 us (ncu); per query head it is a seventh.
+// Attention for one query token over the fp16 KV cache, split along the keys
+// (flash-decoding), so that a long context spreads over all multiprocessors.
+//
+// A block of 4 warps runs one item: a KV head's split of the keys for a set of
+// its query heads (the whole group, or at short contexts a single head, so that
+// there are enough items to fill the GPU). Keys are read in tiles of
+// kAttnTileKeys through a ring of kAttnStages shared-memory slots (16-byte
+// asynchronous copies). The cache rows of earlier positions do not depend on
+// the kernel before, so the first tiles are copied before waiting for it (PDL):
+// their latency overlaps the QKV product.
+//
+// Within a warp, L = head_dim / 8 lanes (rounded up to a power of two) share a
+// key, each lane holding 8 of its dimensions; a warp step covers 32 / L keys.
+// Each lane keeps q, the online-softmax state (max, sum) and its slice of the
+// output for every head of the item in registers, so a step is a few shuffles
+// and FMAs per head with no block-wide synchronisation. At the end the lanes'
+// states are merged across the warp (shuffles) and then across the warps (in
+// shared memory, fixed order). A split's result (max, sum, acc[D]) goes to
+// `partials`; the last item of a head set to finish (a counter per head)
+// merges the splits. The KV length is read from positions[0] on the device, so
+// the launch never depends on the position; splits beyond the length exit.
+//
+// Blocks also issue the L2 prefetches they were given (the layer's remaining
+// weights): the attention reads none itself, so the DRAM is otherwise idle.
+//
+// With `rope_store` set, the item also rotates its q heads, and the items of
+// the split holding the new position rotate that position's k and use it (and
+// v) from shared memory; one of them writes both into the cache.
+//
+// History: v4 (one thread per key and head, a warp per head for the softmax,
+// __syncthreads between the phases of each 128-key tile) took 10.9 us at 64
+// keys and 30.1 us at 8,192 (ncu): long dependent chains on 1 to 2 blocks per SM.
+#include <cuda_fp16.h>
+#include <cuda_pipeline.h>
+
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
+#include <cstdint>
 
 #include "cuda_check.h"
-#include "kernels/attention_decode.cuh"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
+#include "kernels/reduce.cuh"
+#include "kernels/rope.cuh"
 
 namespace orcd::cuda {
 
 namespace {
 
 constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kAttnTileKeys = 32;
+constexpr int kAttnStages = 4;       // tiles in flight per item
+constexpr int kAttnMaxGroup = 8;     // query heads per KV head
+constexpr int kAttnMaxHeadDim = 128;
+constexpr int kAttnMinKeys = 64;     // keys per split at least
+constexpr int kAttnTargetItems = 264;  // two waves' worth on a 132-SM part
+// Items up to which each query head has its own: the group's items then share
+// each K/V tile through L2, but there are more of them to fill the GPU.
+constexpr int kAttnSplitHeadsMaxItems = 1024;
+constexpr int kAttnMaxSplits = kAttnTargetItems;  // with one KV head
+
+// Lanes that share a key: one 16-byte piece (8 dims) each, a power of two.
+__host__ __device__ constexpr int attn_lanes_per_key(int head_dim) {
+    int lanes = 1;
+    while (lanes * 8 < head_dim) lanes *= 2;
+    return lanes;
+}
+
+// Dynamic shared memory of an item: the K and V ring, then the rotated q heads;
+// the ring is reused for the warps' states at the end.
+__host__ __device__ constexpr size_t attn_ring_bytes(int head_dim) {
+    return sizeof(__half) * 2 * size_t(kAttnStages) * kAttnTileKeys * head_dim;
+}
+__host__ __device__ constexpr size_t attn_item_smem_bytes(int group, int head_dim) {
+    return attn_ring_bytes(head_dim) + sizeof(float) * size_t(group) * head_dim;
+}
+static_assert(attn_ring_bytes(8) >= sizeof(float) * kWarps * kAttnMaxGroup * (8 + 2),
+              "the ring holds the warps' states");
+
+// What one block works on, known before waiting for the kernel before: the KV
+// length comes from positions[0], which the host set before the step.
+struct AttnItem {
+    int kvh, split, used;  // used: splits that hold keys at this length
+    int h0, nh;            // query heads h0 .. h0 + nh - 1
+    int pos, begin, end;   // the new position; this split's keys [begin, end)
+    bool active;
+};
+
+__device__ __forceinline__ AttnItem attn_item(const DecodeAttentionArgs& p) {
+    AttnItem it;
+    const int group = p.n_heads / p.n_kv_heads;
+    it.kvh = blockIdx.x % p.n_kv_heads;
+    it.split = blockIdx.y;
+    it.pos = p.positions[0];
+    const int kv_len = it.pos + 1;
+    it.used = max(1, min(p.splits, (kv_len + kAttnMinKeys - 1) / kAttnMinKeys));
+    const int sets = p.split_heads && it.used * p.n_heads <= kAttnSplitHeadsMaxItems ? group : 1;
+    const int set = blockIdx.x / p.n_kv_heads;
+    it.nh = group / sets;
+    it.h0 = it.kvh * group + set * it.nh;
+    const int chunk = (kv_len + it.used - 1) / it.used;
+    it.begin = it.split * chunk;
+    it.end = min(kv_len, it.begin + chunk);
+    it.active = it.split < it.used && set < sets;
+    return it;
+}
+
+// Issues the copies of tile t into its ring slot (all but the new position's
+// row, which is filled after waiting) and commits them as one group, possibly empty.
+__device__ __forceinline__ void attn_stage_tile(const DecodeAttentionArgs& p, const AttnItem& it, int t,
+                                                __half* ring) {
+    const int head_dim = p.head_dim, pieces = head_dim / 8;
+    const int first = it.begin + t * kAttnTileKeys, keys = min(kAttnTileKeys, it.end - first);
+    __half* ks = ring + size_t(t % kAttnStages) * kAttnTileKeys * head_dim;
+    __half* vs = ks + size_t(kAttnStages) * kAttnTileKeys * head_dim;
+    const size_t base = (size_t(it.kvh) * p.max_context + first) * head_dim;
+    for (int e = threadIdx.x; e < keys * pieces; e += kThreads) {
+        const int j = e / pieces;
+        if (first + j == it.pos) continue;
+        const size_t at = size_t(j) * head_dim + 8 * (e % pieces);
+        __pipeline_memcpy_async(ks + at, p.k_cache + base + at, 16);
+        __pipeline_memcpy_async(vs + at, p.v_cache + base + at, 16);
+    }
+    __pipeline_commit();
+}
+
+__device__ __forceinline__ void half8_to_float(const uint4& u, float f[8]) {
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 x = __half22float2(h[i]);
+        f[2 * i] = x.x;
+        f[2 * i + 1] = x.y;
+    }
+}
+
+// Folds softmax state (m2, l2, a2) into (m, l, a): both rescaled to the larger max.
+__device__ __forceinline__ void attn_combine(float& m, float& l, float a[8], float m2, float l2, const float a2[8]) {
+    const float mx = fmaxf(m, m2), s1 = __expf(m - mx), s2 = __expf(m2 - mx);
+    l = l * s1 + l2 * s2;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) a[i] = a[i] * s1 + a2[i] * s2;
+    m = mx;
+}
+
+// out[h, d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s for the item's
+// heads: one warp per head computes the split weights, then the threads take
+// (head, dim) pairs. Partials written by other blocks are read through L2.
+__device__ void attn_merge_splits(const DecodeAttentionArgs& p, const AttnItem& it) {
+    __shared__ float weight[kAttnMaxGroup * kAttnMaxSplits];
+    __shared__ float total[kAttnMaxGroup];
+    const int head_dim = p.head_dim, stride = head_dim + 2;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int g = warp; g < it.nh; g += kWarps) {
+        const float* recs = p.partials + size_t(it.h0 + g) * p.splits * stride;
+        float m = -FLT_MAX;
+        for (int s = lane; s < it.used; s += 32) m = fmaxf(m, __ldcg(recs + size_t(s) * stride));
+        m = warp_max(m);
+        float denom = 0.0f;
+        for (int s = lane; s < it.used; s += 32) {
+            const float* r = recs + size_t(s) * stride;
+            const float w = __expf(__ldcg(r) - m);
+            weight[g * kAttnMaxSplits + s] = w;
+            denom += w * __ldcg(r + 1);
+        }
+        denom = warp_sum(denom);
+        if (lane == 0) total[g] = denom;
+    }
+    __syncthreads();
+    for (int pair = threadIdx.x; pair < it.nh * head_dim; pair += kThreads) {
+        const int g = pair / head_dim, d = pair % head_dim;
+        const float* acc = p.partials + size_t(it.h0 + g) * p.splits * stride + 2 + d;
+        const float* w = weight + g * kAttnMaxSplits;
+        float num = 0.0f;
+        // Sixteen loads in flight at a time: the partials come from L2, one round trip each.
+        int s = 0;
+        for (; s + 16 <= it.used; s += 16) {
+            float v[16];
+#pragma unroll
+            for (int k = 0; k < 16; ++k) v[k] = __ldcg(acc + size_t(s + k) * stride);
+#pragma unroll
+            for (int k = 0; k < 16; ++k) num += w[s + k] * v[k];
+        }
+        for (; s < it.used; ++s) num += w[s] * __ldcg(acc + size_t(s) * stride);
+        p.out[size_t(it.h0 + g) * head_dim + d] = num / total[g];
+    }
+}
+
+// The item after waiting for the kernel before: H >= it.nh heads in registers.
+template <int H>
+__device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, uint8_t* smem) {
+    const int head_dim = p.head_dim, L = attn_lanes_per_key(head_dim), keys_per_step = 32 / L;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int piece = lane % L, key_in_step = lane / L;
+    const bool has_piece = piece < head_dim / 8;  // head_dim 96: 12 of 16 lanes
+    __half* ring = reinterpret_cast<__half*>(smem);
+    float* qs = reinterpret_cast<float*>(smem + attn_ring_bytes(head_dim));  // [nh][head_dim]
+    __shared__ float2 rot[kAttnMaxHeadDim / 2];  // (cos, sin) per rotated pair
+    __shared__ __align__(16) __half fresh[2][kAttnMaxHeadDim];  // the new position's k (rotated) and v
+    const int half = p.rope_dim / 2;
+    const bool holds_new = it.pos >= it.begin && it.pos < it.end;
+
+    if (p.rope_store) {
+        for (int i = threadIdx.x; i < half; i += kThreads) {
+            float c, s;
+            rope_cos_sin(it.pos, i, p.rope_dim, p.freq_base, p.freq_scale, p.attn_factor, p.freq_factors, c, s);
+            rot[i] = make_float2(c, s);
+        }
+        __syncthreads();
+    }
+    // Element d of a head after rotation: rotated pairs below rope_dim, copied above.
+    auto rotated = [&](const float* head, int d) {
+        if (!p.rope_store || d >= p.rope_dim) return __ldcg(head + d);
+        const int i = p.neox ? (d < half ? d : d - half) : d / 2;
+        int a, b;
+        rope_pair(p.neox, i, half, a, b);
+        const float x0 = __ldcg(head + a), x1 = __ldcg(head + b);
+        return d == a ? x0 * rot[i].x - x1 * rot[i].y : x0 * rot[i].y + x1 * rot[i].x;
+    };
+    for (int i = threadIdx.x; i < it.nh * head_dim; i += kThreads)
+        qs[i] = rotated(p.qkv + size_t(it.h0 + i / head_dim) * head_dim, i % head_dim) * p.scale;
+    const size_t new_row = (size_t(it.kvh) * p.max_context + it.pos) * head_dim;
+    if (holds_new) {
+        // The new position's k and v as the cache holds them (fp16): from qkv with
+        // the rotation here, else from the cache that the store before wrote.
+        // One item of the split stores them; every item uses its own copy.
+        const float* k_in = p.qkv + size_t(p.n_heads + it.kvh) * head_dim;
+        const float* v_in = p.qkv + size_t(p.n_heads + p.n_kv_heads + it.kvh) * head_dim;
+        const bool store = it.h0 == it.kvh * (p.n_heads / p.n_kv_heads);
+        for (int d = threadIdx.x; d < head_dim; d += kThreads) {
+            __half k, v;
+            if (p.rope_store) {
+                k = __float2half_rn(rotated(k_in, d));
+                v = __float2half_rn(__ldcg(v_in + d));
+                if (store) {
+                    p.k_cache[new_row + d] = k;
+                    p.v_cache[new_row + d] = v;
+                }
+            } else {
+                k = __ldcg(p.k_cache + new_row + d);
+                v = __ldcg(p.v_cache + new_row + d);
+            }
+            fresh[0][d] = k;
+            fresh[1][d] = v;
+        }
+    }
+    __syncthreads();
+
+    float acc[H][8], m[H], l[H];
+#pragma unroll
+    for (int g = 0; g < H; ++g) {
+        m[g] = -FLT_MAX;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[g][i] = 0.0f;
+    }
+    // This lane's piece of each q head, read from shared memory at every step (in
+    // registers as well, 8 heads would leave room for only two blocks per SM).
+    const float4* q_piece = reinterpret_cast<const float4*>(qs + 8 * min(piece, head_dim / 8 - 1));
+    const int q_stride = head_dim / 4;  // float4s per head
+
+    const int tiles = (it.end - it.begin + kAttnTileKeys - 1) / kAttnTileKeys;
+    const int tile_elems = kAttnTileKeys * head_dim;
+    for (int t = 0; t < tiles; ++t) {
+        __pipeline_wait_prior(kAttnStages - 1);
+        const int first = it.begin + t * kAttnTileKeys, keys = min(kAttnTileKeys, it.end - first);
+        __half* ks = ring + size_t(t % kAttnStages) * tile_elems;
+        __half* vs = ks + size_t(kAttnStages) * tile_elems;
+        if (holds_new && it.pos >= first && it.pos < first + keys)
+            for (int d = threadIdx.x; d < head_dim; d += kThreads) {
+                const size_t at = size_t(it.pos - first) * head_dim + d;
+                ks[at] = fresh[0][d];
+                vs[at] = fresh[1][d];
+            }
+        __syncthreads();
+        // Warp steps over the tile; every lane of a warp runs the same count (shuffles).
+        for (int j0 = warp * keys_per_step; j0 < kAttnTileKeys; j0 += kWarps * keys_per_step) {
+            const int j = j0 + key_in_step;
+            const bool valid = j < keys && has_piece;
+            float k[8] = {}, v[8] = {};
+            if (valid) {
+                half8_to_float(*reinterpret_cast<const uint4*>(ks + size_t(j) * head_dim + 8 * piece), k);
+                half8_to_float(*reinterpret_cast<const uint4*>(vs + size_t(j) * head_dim + 8 * piece), v);
+            }
+#pragma unroll
+            for (int g = 0; g < H; ++g) {
+                if (g >= it.nh) break;
+                const float4 qa = q_piece[g * q_stride], qb = q_piece[g * q_stride + 1];
+                float s = ((qa.x * k[0] + qa.y * k[1]) + (qa.z * k[2] + qa.w * k[3])) +
+                          ((qb.x * k[4] + qb.y * k[5]) + (qb.z * k[6] + qb.w * k[7]));
+                for (int o = L / 2; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
+                if (j >= keys) s = -INFINITY;  // no key: weight 0, state unchanged
+                const float m_new = fmaxf(m[g], s), rescale = __expf(m[g] - m_new), pr = __expf(s - m_new);
+                l[g] = l[g] * rescale + pr;
+#pragma unroll
+                for (int i = 0; i < 8; ++i) acc[g][i] = acc[g][i] * rescale + pr * v[i];
+                m[g] = m_new;
+            }
+        }
+        __syncthreads();  // the slot is refilled below
+        attn_stage_tile(p, it, t + kAttnStages, ring);
+    }
+    __pipeline_wait_prior(0);  // nothing is left in flight when the ring is reused
+
+    // Merge the keys of a warp step (lanes L, 2L, ... apart), then the warps.
+#pragma unroll
+    for (int g = 0; g < H; ++g) {
+        if (g >= it.nh) break;
+        for (int o = L; o < 32; o *= 2) {
+            float other[8];
+#pragma unroll
+            for (int i = 0; i < 8; ++i) other[i] = __shfl_xor_sync(0xffffffffu, acc[g][i], o);
+            const float m2 = __shfl_xor_sync(0xffffffffu, m[g], o), l2 = __shfl_xor_sync(0xffffffffu, l[g], o);
+            attn_combine(m[g], l[g], acc[g], m2, l2, other);
+        }
+    }
+    const int stride = head_dim + 2;
+    float* states = reinterpret_cast<float*>(smem);  // [warp][head]{m, l, acc[head_dim]}
+#pragma unroll
+    for (int g = 0; g < H; ++g) {
+        if (g >= it.nh) break;
+        float* st = states + size_t(warp * it.nh + g) * stride;
+        if (lane == 0) {
+            st[0] = m[g];
+            st[1] = l[g];
+        }
+        if (key_in_step == 0 && has_piece)
+#pragma unroll
+            for (int i = 0; i < 8; ++i) st[2 + 8 * piece + i] = acc[g][i];
+    }
+    __syncthreads();
+    const bool single = it.used == 1;
+    for (int pair = threadIdx.x; pair < it.nh * head_dim; pair += kThreads) {
+        const int g = pair / head_dim, d = pair % head_dim;
+        float mx = -FLT_MAX;
+        for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, states[size_t(w * it.nh + g) * stride]);
+        float num = 0.0f, den = 0.0f;
+        for (int w = 0; w < kWarps; ++w) {
+            const float* st = states + size_t(w * it.nh + g) * stride;
+            const float s = __expf(st[0] - mx);
+            num += s * st[2 + d];
+            den += s * st[1];
+        }
+        if (single) {
+            p.out[size_t(it.h0 + g) * head_dim + d] = num / den;
+        } else {  // partials[(q head * splits + split)] = {max, sum, acc[head_dim]}
+            float* rec = p.partials + (size_t(it.h0 + g) * p.splits + it.split) * stride;
+            rec[2 + d] = num;
+            if (d == 0) {
+                rec[0] = mx;
+                rec[1] = den;
+            }
+        }
+    }
+    if (single) return;
+    // Publish this item, then count it per head set (its first head's counter); the
+    // item that counts last merges the set's heads.
+    __shared__ bool last_item;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const unsigned done = atomicAdd(&p.counters[it.h0], 1u);
+        last_item = done == unsigned(it.used - 1);
+        if (last_item) p.counters[it.h0] = 0;  // ready for the next step; no other item of this step touches it
+    }
+    __syncthreads();
+    if (!last_item) return;
+    __threadfence();
+    attn_merge_splits(p, it);
+}
+
+// The ranges of `ranges` in 16 KB pieces, piece i issued by block i % blocks.
+constexpr unsigned kPrefetchPiece = 16 << 10;
+__device__ void issue_prefetch(const L2Prefetch& ranges) {
+    if (threadIdx.x != 0) return;
+    const unsigned blocks = gridDim.x * gridDim.y, block = blockIdx.y * gridDim.x + blockIdx.x;
+    size_t first = 0;  // index of the range's first piece among all pieces
+    for (int r = 0; r < ranges.count; ++r) {
+        const size_t bytes = ranges.bytes[r] & ~size_t(15), pieces = (bytes + kPrefetchPiece - 1) / kPrefetchPiece;
+        const char* base = static_cast<const char*>(ranges.ptr[r]);
+        for (size_t i = (block + blocks - first % blocks) % blocks; i < pieces; i += blocks) {
+            const size_t at = i * kPrefetchPiece;
+            prefetch_l2_bulk(base + at, unsigned(min(size_t(kPrefetchPiece), bytes - at)));
+        }
+        first += pieces;
+    }
+}
 
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeAttentionArgs p) {
-    extern __shared__ float smem[];
+    extern __shared__ __align__(16) uint8_t smem[];
+    issue_prefetch(p.prefetch);  // weights of the kernels after this one
+    const AttnItem it = attn_item(p);
+    if (!it.active) return;
+    // Earlier positions' rows are not written by the kernel before: copy them now.
+    __half* ring = reinterpret_cast<__half*>(smem);
+    for (int t = 0; t < kAttnStages; ++t) attn_stage_tile(p, it, t, ring);
     pdl_enter();
-    // blockIdx.x = query-head set * n_kv_heads + KV head: at short contexts each
-    // query head has its own block (attn_head_sets), else the sets above 0 exit.
-    attention_decode_item<kThreads>(p, blockIdx.x % p.n_kv_heads, blockIdx.x / p.n_kv_heads, blockIdx.y, smem);
+    if (it.nh == 1)
+        attn_run_item<1>(p, it, smem);
+    else
+        attn_run_item<kAttnMaxGroup>(p, it, smem);
 }
 
 }  // namespace
@@ -62,7 +441,7 @@ DecodeAttentionArgs decode_attention_args(const float* qkv, const int32_t* posit
 
 void launch_attention_decode(const DecodeAttentionArgs& p, cudaStream_t stream) {
     const size_t smem = attn_item_smem_bytes(p.n_heads / p.n_kv_heads, p.head_dim);
-    static bool configured = [] {  // up to ~78 KB with 8 heads of 128 dims
+    static bool configured = [] {  // up to 68 KB with 8 heads of 128 dims
         ORCD_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              int(attn_item_smem_bytes(kAttnMaxGroup, kAttnMaxHeadDim))));
         return true;

@@ -406,6 +406,8 @@ TEST_F(CudaOps, AttentionPrefillAndDecode) {
         // Partial row tiles, 1:1 to 8:1, every head_dim, 9 to 2048 tokens per step.
         {4, 4, 32, {9, 600, 1}},         {8, 2, 80, {300, 129, 1}},       {8, 1, 128, {1500, 1}},
         {14, 2, 64, {512, 512, 512, 512, 1}}, {14, 2, 64, {2048, 1}},     {7, 7, 96, {77, 1}},
+        // 16 splits of 250 keys: more key tiles per split than the ring holds.
+        {16, 16, 64, {2000, 2000, 1, 1}},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " dim " +
@@ -440,18 +442,20 @@ TEST_F(CudaOps, AttentionPrefillAndDecode) {
 // RoPE + attention through sessions: steps of several tokens take the op-by-op
 // path, single tokens the decode attention with the rotation and cache store
 // inside (later steps read the keys it stored). Both styles, a partial
-// rotation (k's unrotated tail goes to the cache too), GQA 7:1 and 1:1.
+// rotation (k's unrotated tail goes to the cache too), GQA 7:1 and 1:1, and a
+// context whose new key lands in a later tile of a long split.
 TEST_F(CudaOps, RopeAttentionFusedDecode) {
-    struct Case { int n_heads, n_kv_heads, head_dim, rope_dim; RopeStyle style; };
-    const Case cases[] = {{14, 2, 64, 64, RopeStyle::NeoX}, {8, 8, 128, 64, RopeStyle::Normal},
-                          {4, 1, 64, 32, RopeStyle::NeoX}};
+    struct Case { int n_heads, n_kv_heads, head_dim, rope_dim; RopeStyle style; std::vector<int> steps; };
+    const std::vector<int> mixed{37, 1, 1, 200, 1, 1, 1};
+    const Case cases[] = {{14, 2, 64, 64, RopeStyle::NeoX, mixed}, {8, 8, 128, 64, RopeStyle::Normal, mixed},
+                          {4, 1, 64, 32, RopeStyle::NeoX, mixed}, {16, 16, 64, 64, RopeStyle::NeoX, {1500, 1500, 1, 1}}};
     for (const Case& c : cases) {
         SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " rope_dim " +
                      std::to_string(c.rope_dim));
         ModelConfig cfg;
         cfg.n_layers = 1; cfg.n_heads = c.n_heads; cfg.n_kv_heads = c.n_kv_heads; cfg.head_dim = c.head_dim;
         cfg.n_embd = c.n_heads * c.head_dim; cfg.n_ff = 64; cfg.n_vocab = 32;
-        SessionShape shape{1024, 512, 1};
+        SessionShape shape{4096, 2048, 1};
         RopeParams rp;
         rp.style = c.style; rp.n_heads = c.n_heads; rp.n_kv_heads = c.n_kv_heads; rp.head_dim = c.head_dim;
         rp.rope_dim = c.rope_dim; rp.freq_base = 10000.0f;
@@ -460,7 +464,7 @@ TEST_F(CudaOps, RopeAttentionFusedDecode) {
         cs->rope = rp; gs->rope = rp; cs->shape = shape; gs->shape = shape;
         const int q_dim = c.n_heads * c.head_dim, ld = q_dim + 2 * c.n_kv_heads * c.head_dim;
         int pos = 0;
-        for (int n : {37, 1, 1, 200, 1, 1, 1}) {
+        for (int n : c.steps) {
             auto qkv = random_floats(size_t(n) * ld, rng, -2, 2);
             std::vector<int32_t> positions(n);
             for (int i = 0; i < n; ++i) positions[i] = pos + i;
