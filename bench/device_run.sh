@@ -96,11 +96,6 @@ ts.sort(); print(f'device-to-device copy: {2 * (1 << 30) / (ts[5] * 1e-3) / 1e9:
 "
   python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 512,2048 -n 128 -r 5 2>&1 | tee "$OUT/bench.log"
   python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -d 8192 -r 5 2>&1 | grep tg128 | tee -a "$OUT/bench.log"
-  echo "-- decode without the L2 prefetch (ORCD_CUDA_L2_PREFETCH=0)"
-  for depth in 0 8192; do
-    ORCD_CUDA_L2_PREFETCH=0 python3 -m orcd bench -m "$SYNTH_MODEL" --device cuda -p 0 -n 128 -d $depth -r 5 2>&1 \
-      | grep tg128 | tee -a "$OUT/bench.log"
-  done
 fi
 
 if has matvec; then

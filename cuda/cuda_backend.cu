@@ -71,7 +71,6 @@ public:
     std::unique_ptr<PinnedBuffer> outputs;  // one row of logits, or picked (index, value) pairs
     cudaGraphExec_t decode_graph = nullptr;
     bool capturing = false;
-    L2Prefetch prefetch{};  // Backend::prefetch's weights, for the next decode attention
 
     ~CudaSession() override {
         if (stream) cudaStreamSynchronize(stream);
@@ -106,7 +105,7 @@ SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
     L.ffn = a.add(B * c.n_ff * f);
     L.logits = a.add(size_t(std::max(1, s.logit_rows)) * c.n_vocab * f);
     const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, s.max_context};
-    L.partials = a.add(size_t(c.n_heads) * attention_decode_splits(shape) * (c.head_dim + 2) * f);
+    L.partials = a.add(attention_decode_partial_floats(shape) * f);
     L.counters = a.add(size_t(c.n_heads) * sizeof(unsigned));
     L.pick_indices = a.add(size_t(Backend::kMaxTopK) * sizeof(int32_t));
     L.pick_values = a.add(size_t(Backend::kMaxTopK) * f);
@@ -138,8 +137,6 @@ public:
         ORCD_CUDA_CHECK(cudaSetDevice(device));
         ORCD_CUDA_CHECK(cudaGetDeviceProperties(&prop_, device));
         ORCD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-        const char* prefetch = std::getenv("ORCD_CUDA_L2_PREFETCH");
-        l2_prefetch_ = !(prefetch && std::strcmp(prefetch, "0") == 0);
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.indices, Backend::kMaxTopK * sizeof(int32_t)));
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.values, Backend::kMaxTopK * sizeof(float)));
     }
@@ -374,27 +371,6 @@ public:
         Backend::normed_swiglu(x, norm, eps, n, dim, h, parts, gate_up, n_ff, ffn);
     }
 
-    // Kept for the bound session's next decode attention (a one-token step), which
-    // issues the prefetches from its blocks; other steps drop them.
-    void prefetch(const std::vector<Weight>& weights) override {
-        if (!t_bound || !l2_prefetch_) return;
-        L2Prefetch& list = t_bound->prefetch;
-        list.count = 0;
-        for (const Weight& w : weights) {
-            if (!w || list.count == L2Prefetch::kMaxRanges) continue;
-            list.ptr[list.count] = w.data;
-            list.bytes[list.count++] = size_t(w.rows) * gguf::row_bytes(w.type, w.cols);
-        }
-    }
-
-    // The prefetch list kept for this op (n == 1), emptied either way.
-    L2Prefetch take_prefetch(int n) {
-        L2Prefetch list{};
-        if (t_bound) std::swap(list, t_bound->prefetch);
-        if (n != 1) list.count = 0;
-        return list;
-    }
-
     void rope(float* qkv, int n, int ld, const int32_t* positions, const RopeParams& p) override {
         launch_rope(qkv, n, ld, positions, p, stream());
     }
@@ -405,15 +381,12 @@ public:
         const AttentionShape& a = s.attn_shape;
         launch_kv_store(qkv, ld, n, positions, a.n_heads, a.n_kv_heads, a.head_dim, a.max_context, s.k_cache[layer],
                         s.v_cache[layer], stream());
-        const L2Prefetch prefetch = take_prefetch(n);
-        if (n == 1) {
-            DecodeAttentionArgs args = decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer], a,
-                                                             s.attn_partials, s.attn_counters, out, nullptr);
-            args.prefetch = prefetch;
-            launch_attention_decode(args, stream());
-        } else {
+        if (n == 1)
+            launch_attention_decode(decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer], a,
+                                                          s.attn_partials, s.attn_counters, out, nullptr),
+                                    stream());
+        else
             launch_attention_prefill(qkv, ld, n, positions, s.k_cache[layer], s.v_cache[layer], a, out, stream());
-        }
     }
 
     // One token: the rotation and the cache store inside the decode attention.
@@ -424,9 +397,9 @@ public:
             Backend::rope_attention(base, layer, qkv, ld, n, positions, out);
             return;
         }
-        DecodeAttentionArgs args = decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer],
-                                                         s.attn_shape, s.attn_partials, s.attn_counters, out, &s.rope);
-        args.prefetch = take_prefetch(n);
+        const DecodeAttentionArgs args = decode_attention_args(qkv, positions, s.k_cache[layer], s.v_cache[layer],
+                                                               s.attn_shape, s.attn_partials, s.attn_counters, out,
+                                                               &s.rope);
         launch_attention_decode(args, stream());
     }
 
@@ -556,7 +529,6 @@ private:
     }
 
     int device_;
-    bool l2_prefetch_ = true;  // ORCD_CUDA_L2_PREFETCH=0 turns Backend::prefetch off (for comparisons)
     cudaDeviceProp prop_{};
     cudaStream_t stream_ = nullptr;
     DeviceArena weights_;

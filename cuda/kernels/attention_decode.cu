@@ -20,9 +20,6 @@
 // merges the splits. The KV length is read from positions[0] on the device, so
 // the launch never depends on the position; splits beyond the length exit.
 //
-// Blocks also issue the L2 prefetches they were given (the layer's remaining
-// weights): the attention reads none itself, so the DRAM is otherwise idle.
-//
 // With `rope_store` set, the item also rotates its q heads, and the items of
 // the split holding the new position rotate that position's k and use it (and
 // v) from shared memory; one of them writes both into the cache.
@@ -146,12 +143,13 @@ __device__ __forceinline__ void attn_combine(float& m, float& l, float a[8], flo
 }
 
 // out[h, d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s for the item's
-// heads: one warp per head computes the split weights, then the threads take
-// (head, dim) pairs. Partials written by other blocks are read through L2.
+// heads: one warp per head computes the split weights, then each thread takes 4
+// dims of a head (16-byte loads, 8 in flight: the partials come from L2, written
+// by other blocks, one round trip per batch).
 __device__ void attn_merge_splits(const DecodeAttentionArgs& p, const AttnItem& it) {
     __shared__ float weight[kAttnMaxGroup * kAttnMaxSplits];
     __shared__ float total[kAttnMaxGroup];
-    const int head_dim = p.head_dim, stride = head_dim + 2;
+    const int head_dim = p.head_dim, stride = head_dim + 4;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     for (int g = warp; g < it.nh; g += kWarps) {
         const float* recs = p.partials + size_t(it.h0 + g) * p.splits * stride;
@@ -169,47 +167,46 @@ __device__ void attn_merge_splits(const DecodeAttentionArgs& p, const AttnItem& 
         if (lane == 0) total[g] = denom;
     }
     __syncthreads();
-    for (int pair = threadIdx.x; pair < it.nh * head_dim; pair += kThreads) {
-        const int g = pair / head_dim, d = pair % head_dim;
-        const float* acc = p.partials + size_t(it.h0 + g) * p.splits * stride + 2 + d;
+    const int quads = head_dim / 4;
+    for (int item = threadIdx.x; item < it.nh * quads; item += kThreads) {
+        const int g = item / quads, d = 4 * (item % quads);
+        const float4* acc = reinterpret_cast<const float4*>(p.partials + size_t(it.h0 + g) * p.splits * stride + 4 + d);
+        const int step = stride / 4;  // float4s per record
         const float* w = weight + g * kAttnMaxSplits;
-        float num = 0.0f;
-        // Sixteen loads in flight at a time: the partials come from L2, one round trip each.
+        float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        auto add = [&](float ws, const float4& v) {
+            num.x += ws * v.x;
+            num.y += ws * v.y;
+            num.z += ws * v.z;
+            num.w += ws * v.w;
+        };
         int s = 0;
-        for (; s + 16 <= it.used; s += 16) {
-            float v[16];
+        for (; s + 8 <= it.used; s += 8) {
+            float4 v[8];
 #pragma unroll
-            for (int k = 0; k < 16; ++k) v[k] = __ldcg(acc + size_t(s + k) * stride);
+            for (int k = 0; k < 8; ++k) v[k] = __ldcg(acc + size_t(s + k) * step);
 #pragma unroll
-            for (int k = 0; k < 16; ++k) num += w[s + k] * v[k];
+            for (int k = 0; k < 8; ++k) add(w[s + k], v[k]);
         }
-        for (; s < it.used; ++s) num += w[s] * __ldcg(acc + size_t(s) * stride);
-        p.out[size_t(it.h0 + g) * head_dim + d] = num / total[g];
+        for (; s < it.used; ++s) add(w[s], __ldcg(acc + size_t(s) * step));
+        const float inv = 1.0f / total[g];
+        *reinterpret_cast<float4*>(p.out + size_t(it.h0 + g) * head_dim + d) =
+            make_float4(num.x * inv, num.y * inv, num.z * inv, num.w * inv);
     }
 }
 
 // The item after waiting for the kernel before: H >= it.nh heads in registers.
 template <int H>
-__device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, uint8_t* smem) {
+__device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, const float2* rot, uint8_t* smem) {
     const int head_dim = p.head_dim, L = attn_lanes_per_key(head_dim), keys_per_step = 32 / L;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int piece = lane % L, key_in_step = lane / L;
     const bool has_piece = piece < head_dim / 8;  // head_dim 96: 12 of 16 lanes
     __half* ring = reinterpret_cast<__half*>(smem);
     float* qs = reinterpret_cast<float*>(smem + attn_ring_bytes(head_dim));  // [nh][head_dim]
-    __shared__ float2 rot[kAttnMaxHeadDim / 2];  // (cos, sin) per rotated pair
     __shared__ __align__(16) __half fresh[2][kAttnMaxHeadDim];  // the new position's k (rotated) and v
     const int half = p.rope_dim / 2;
     const bool holds_new = it.pos >= it.begin && it.pos < it.end;
-
-    if (p.rope_store) {
-        for (int i = threadIdx.x; i < half; i += kThreads) {
-            float c, s;
-            rope_cos_sin(it.pos, i, p.rope_dim, p.freq_base, p.freq_scale, p.attn_factor, p.freq_factors, c, s);
-            rot[i] = make_float2(c, s);
-        }
-        __syncthreads();
-    }
     // Element d of a head after rotation: rotated pairs below rope_dim, copied above.
     auto rotated = [&](const float* head, int d) {
         if (!p.rope_store || d >= p.rope_dim) return __ldcg(head + d);
@@ -318,6 +315,7 @@ __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, 
     }
     const int stride = head_dim + 2;
     float* states = reinterpret_cast<float*>(smem);  // [warp][head]{m, l, acc[head_dim]}
+    const int rec_stride = head_dim + 4;
 #pragma unroll
     for (int g = 0; g < H; ++g) {
         if (g >= it.nh) break;
@@ -345,9 +343,9 @@ __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, 
         }
         if (single) {
             p.out[size_t(it.h0 + g) * head_dim + d] = num / den;
-        } else {  // partials[(q head * splits + split)] = {max, sum, acc[head_dim]}
-            float* rec = p.partials + (size_t(it.h0 + g) * p.splits + it.split) * stride;
-            rec[2 + d] = num;
+        } else {  // partials[(q head * splits + split)] = {max, sum, -, -, acc[head_dim]}
+            float* rec = p.partials + (size_t(it.h0 + g) * p.splits + it.split) * rec_stride;
+            rec[4 + d] = num;
             if (d == 0) {
                 rec[0] = mx;
                 rec[1] = den;
@@ -371,42 +369,35 @@ __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, 
     attn_merge_splits(p, it);
 }
 
-// The ranges of `ranges` in 16 KB pieces, piece i issued by block i % blocks.
-constexpr unsigned kPrefetchPiece = 16 << 10;
-__device__ void issue_prefetch(const L2Prefetch& ranges) {
-    if (threadIdx.x != 0) return;
-    const unsigned blocks = gridDim.x * gridDim.y, block = blockIdx.y * gridDim.x + blockIdx.x;
-    size_t first = 0;  // index of the range's first piece among all pieces
-    for (int r = 0; r < ranges.count; ++r) {
-        const size_t bytes = ranges.bytes[r] & ~size_t(15), pieces = (bytes + kPrefetchPiece - 1) / kPrefetchPiece;
-        const char* base = static_cast<const char*>(ranges.ptr[r]);
-        for (size_t i = (block + blocks - first % blocks) % blocks; i < pieces; i += blocks) {
-            const size_t at = i * kPrefetchPiece;
-            prefetch_l2_bulk(base + at, unsigned(min(size_t(kPrefetchPiece), bytes - at)));
-        }
-        first += pieces;
-    }
-}
-
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeAttentionArgs p) {
     extern __shared__ __align__(16) uint8_t smem[];
-    issue_prefetch(p.prefetch);  // weights of the kernels after this one
     const AttnItem it = attn_item(p);
     if (!it.active) return;
     // Earlier positions' rows are not written by the kernel before: copy them now.
     __half* ring = reinterpret_cast<__half*>(smem);
     for (int t = 0; t < kAttnStages; ++t) attn_stage_tile(p, it, t, ring);
+    // The rotation's (cos, sin) per pair depend only on the position.
+    __shared__ float2 rot[kAttnMaxHeadDim / 2];
+    if (p.rope_store)
+        for (int i = threadIdx.x; i < p.rope_dim / 2; i += kThreads)
+            rope_cos_sin(it.pos, i, p.rope_dim, p.freq_base, p.freq_scale, p.attn_factor, p.freq_factors, rot[i].x,
+                         rot[i].y);
     pdl_enter();
+    __syncthreads();
     if (it.nh == 1)
-        attn_run_item<1>(p, it, smem);
+        attn_run_item<1>(p, it, rot, smem);
     else
-        attn_run_item<kAttnMaxGroup>(p, it, smem);
+        attn_run_item<kAttnMaxGroup>(p, it, rot, smem);
 }
 
 }  // namespace
 
 int attention_decode_splits(const AttentionShape& shape) {
     return std::max(1, kAttnTargetItems / shape.n_kv_heads);
+}
+
+size_t attention_decode_partial_floats(const AttentionShape& shape) {
+    return size_t(shape.n_heads) * attention_decode_splits(shape) * (shape.head_dim + 4);
 }
 
 DecodeAttentionArgs decode_attention_args(const float* qkv, const int32_t* positions, __half* k_cache,

@@ -84,19 +84,12 @@ void launch_attention_prefill(const float* qkv, int ld, int n, const int32_t* po
 
 // One query token: split-K (flash-decoding) over the cache (attention_decode.cu).
 // The KV length is read from positions[0] on the device, so a captured graph
-// replays at any position. partials holds n_heads * splits * (head_dim + 2)
+// replays at any position. partials holds attention_decode_partial_floats
 // floats; counters n_heads zeros (the kernel leaves them zero again). With
 // `rope`, q and the new k are rotated and k and v stored by the same launch;
 // without, rope and the KV store ran before.
 int attention_decode_splits(const AttentionShape& shape);
-// Weight ranges that a kernel reading no weights of its own brings into L2 for
-// the kernels after it (bulk prefetches: no registers, nothing waits on them).
-struct L2Prefetch {
-    static constexpr int kMaxRanges = 8;
-    const void* ptr[kMaxRanges];
-    size_t bytes[kMaxRanges];
-    int count;
-};
+size_t attention_decode_partial_floats(const AttentionShape& shape);
 struct DecodeAttentionArgs {
     const float* qkv;  // q heads, k heads, v heads of the token (fp32)
     const int32_t* positions;
@@ -104,7 +97,7 @@ struct DecodeAttentionArgs {
     __half* v_cache;
     int n_heads, n_kv_heads, head_dim, max_context, splits;
     float scale;
-    float* partials;     // [n_heads, splits, head_dim + 2]
+    float* partials;     // [n_heads, splits, head_dim + 4]: max, sum, 2 unused, acc
     unsigned* counters;  // [n_heads], zero between steps
     float* out;          // [n_heads * head_dim]
     bool rope_store;     // rotate q and the new k, store k and v (else both were done before)
@@ -113,7 +106,6 @@ struct DecodeAttentionArgs {
     int rope_dim;
     float freq_base, freq_scale, attn_factor;
     const float* freq_factors;
-    L2Prefetch prefetch;  // issued by the blocks before they wait for the kernel before
 };
 DecodeAttentionArgs decode_attention_args(const float* qkv, const int32_t* positions, __half* k_cache,
                                           __half* v_cache, const AttentionShape& shape, float* partials,

@@ -45,14 +45,6 @@ __device__ __forceinline__ void prefetch_l2(const void* p, size_t bytes, int thr
         asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
 }
 
-// Bulk L2 prefetch of [p, p + bytes) (Hopper's TMA: one instruction per range;
-// p 16-byte aligned, bytes a multiple of 16).
-__device__ __forceinline__ void prefetch_l2_bulk(const void* p, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-
 // Launches kernel<<<grid, block, smem, stream>>>(args...) allowing it to overlap
 // the previous kernel on the stream as described above.
 template <typename... Params, typename... Args>

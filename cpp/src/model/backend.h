@@ -125,11 +125,6 @@ public:
         swiglu(gate_up, n, n_ff, ffn);
     }
 
-    // A hint that these weights are read soon (the rest of a layer while its
-    // attention runs): a backend may start fetching them with the next op (CUDA,
-    // one token: into L2 from the decode attention). Results do not change.
-    virtual void prefetch(const std::vector<Weight>& /*weights*/) {}
-
     // Copies count floats from the backend's memory to the host (waits for the work before it).
     virtual void download(const float* src, size_t count, float* dst) = 0;
 

@@ -4,28 +4,14 @@
 // their RoPE parameters, never in this code.
 #include "model/forward.h"
 
-#include <vector>
-
 namespace orcd {
 namespace {
 
-// What a layer reads after its attention, and the next layer's first product.
-std::vector<Weight> weights_after_attention(const LayerWeights& L, const LayerWeights* next) {
-    std::vector<Weight> w{L.wo};
-    for (const Projection& p : L.gate_up_parts) w.push_back(p.w);
-    w.push_back(L.w_down);
-    if (next)
-        for (const Projection& p : next->qkv_parts) w.push_back(p.w);
-    return w;
-}
-
-void attention_block(const ModelConfig& c, const LayerWeights& L, const LayerWeights* next, int layer, Backend& b,
-                     BackendSession& s, int n) {
+void attention_block(const ModelConfig& c, const LayerWeights& L, int layer, Backend& b, BackendSession& s, int n) {
     Activations& a = s.act;
     const int q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
     const int ld = q_dim + 2 * kv_dim;
     b.normed_matmuls(a.x, L.attn_norm, c.rms_eps, n, c.n_embd, a.h, L.qkv_parts, a.qkv, ld);
-    b.prefetch(weights_after_attention(L, next));
     b.rope_attention(s, layer, a.qkv, ld, n, a.positions, a.attn);
     b.matmul(L.wo, a.attn, n, a.x, c.n_embd, nullptr, /*accumulate=*/true);
 }
@@ -53,8 +39,7 @@ void forward_step(const ModelConfig& c, const ModelWeights& w, Backend& b, Backe
     if (!(replayable && b.begin_step(s, n))) {
         b.embed(w.tok_embd, s.act.ids, n, s.act.x);
         for (int l = 0; l < c.n_layers; ++l) {
-            const LayerWeights* next = l + 1 < c.n_layers ? &w.layers[l + 1] : nullptr;
-            attention_block(c, w.layers[l], next, l, b, s, n);
+            attention_block(c, w.layers[l], l, b, s, n);
             ffn_block(c, w.layers[l], b, s, n);
         }
         if (which == StepLogits::Last) logits_rows(c, w, b, s, n - 1, 1);
