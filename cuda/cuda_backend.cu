@@ -62,7 +62,7 @@ public:
     cudaStream_t stream = nullptr;
     std::vector<__half*> k_cache, v_cache;  // per layer: [n_kv_heads, max_context, head_dim]
     float* attn_partials = nullptr;         // split-K decode partial results
-    unsigned* attn_counters = nullptr;      // per query head: splits done (decode merge)
+    unsigned* attn_counters = nullptr;      // per query head: splits published, mergers done (decode)
     void* gemm_scratch = nullptr;           // prefill products: fp16 activations, split-K partials
     size_t gemm_scratch_bytes = 0;
     PickBuffers picks;
@@ -106,7 +106,7 @@ SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
     L.logits = a.add(size_t(std::max(1, s.logit_rows)) * c.n_vocab * f);
     const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, s.max_context};
     L.partials = a.add(attention_decode_partial_floats(shape) * f);
-    L.counters = a.add(size_t(c.n_heads) * sizeof(unsigned));
+    L.counters = a.add(2 * size_t(c.n_heads) * sizeof(unsigned));
     L.pick_indices = a.add(size_t(Backend::kMaxTopK) * sizeof(int32_t));
     L.pick_values = a.add(size_t(Backend::kMaxTopK) * f);
     // The tensor-core products (steps of more than kMatvecMaxTokens tokens); their

@@ -1,34 +1,40 @@
 // Attention for one query token over the fp16 KV cache, split along the keys
 // (flash-decoding), so that a long context spreads over all multiprocessors.
 //
-// A block of 4 warps runs one item: a KV head's split of the keys for a set of
-// its query heads (the whole group, or at short contexts a single head, so that
-// there are enough items to fill the GPU). Keys are read in tiles of
-// kAttnTileKeys through a ring of kAttnStages shared-memory slots (16-byte
-// asynchronous copies). The cache rows of earlier positions do not depend on
-// the kernel before, so the first tiles are copied before waiting for it (PDL):
-// their latency overlaps the QKV product.
+// A block of 4 warps runs items: a KV head's split of the keys for a set of its
+// query heads (the whole group, or at short contexts a single head, so that
+// there are enough items to fill the GPU). The grid is fixed (two blocks per
+// SM's worth) and each block loops over its items, so a short context costs no
+// empty blocks. Keys are read in tiles of kAttnTileKeys through a ring of
+// kAttnStages shared-memory slots (16-byte asynchronous copies). The cache rows
+// of earlier positions do not depend on the kernel before, so a block's first
+// tiles are copied before waiting for it (PDL): their latency overlaps the QKV
+// product.
 //
 // Within a warp, L = head_dim / 8 lanes (rounded up to a power of two) share a
 // key, each lane holding 8 of its dimensions; a warp step covers 32 / L keys.
-// Each lane keeps q, the online-softmax state (max, sum) and its slice of the
+// Each lane keeps the online-softmax state (max, sum) and its slice of the
 // output for every head of the item in registers, so a step is a few shuffles
 // and FMAs per head with no block-wide synchronisation. At the end the lanes'
 // states are merged across the warp (shuffles) and then across the warps (in
 // shared memory, fixed order). A split's result (max, sum, acc[D]) goes to
-// `partials`; the last item of a head set to finish (a counter per head)
-// merges the splits. The KV length is read from positions[0] on the device, so
-// the launch never depends on the position; splits beyond the length exit.
+// `partials`, and the last items of a head set to finish merge the splits, a
+// head each (attn_finish). The KV length is read from positions[0] on the
+// device, so the launch never depends on the position.
 //
 // With `rope_store` set, the item also rotates its q heads, and the items of
 // the split holding the new position rotate that position's k and use it (and
 // v) from shared memory; one of them writes both into the cache.
 //
 // History: v4 (one thread per key and head, a warp per head for the softmax,
-// __syncthreads between the phases of each 128-key tile) took 10.9 us at 64
-// keys and 30.1 us at 8,192 (ncu): long dependent chains on 1 to 2 blocks per SM.
+// __syncthreads between the phases of each 128-key tile, a grid of n_heads x
+// splits blocks, one block merging a KV head's splits) took 10.9 us at 64 keys
+// and 30.1 us at 8,192 (ncu): long dependent chains on 1 to 2 blocks per SM,
+// 1,800 mostly empty blocks, and a merge of 7 heads x 64 splits by one block.
 #include <cuda_fp16.h>
 #include <cuda_pipeline.h>
+
+#include <cuda/atomic>
 
 #include <algorithm>
 #include <cfloat>
@@ -52,10 +58,7 @@ constexpr int kAttnStages = 4;       // tiles in flight per item
 constexpr int kAttnMaxGroup = 8;     // query heads per KV head
 constexpr int kAttnMaxHeadDim = 128;
 constexpr int kAttnMinKeys = 64;     // keys per split at least
-constexpr int kAttnTargetItems = 264;  // two waves' worth on a 132-SM part
-// Items up to which each query head has its own: the group's items then share
-// each K/V tile through L2, but there are more of them to fill the GPU.
-constexpr int kAttnSplitHeadsMaxItems = 1024;
+constexpr int kAttnTargetItems = 264;  // two per SM on a 132-SM part: the grid's blocks
 constexpr int kAttnMaxSplits = kAttnTargetItems;  // with one KV head
 
 // Lanes that share a key: one 16-byte piece (8 dims) each, a power of two.
@@ -76,31 +79,49 @@ __host__ __device__ constexpr size_t attn_item_smem_bytes(int group, int head_di
 static_assert(attn_ring_bytes(8) >= sizeof(float) * kWarps * kAttnMaxGroup * (8 + 2),
               "the ring holds the warps' states");
 
-// What one block works on, known before waiting for the kernel before: the KV
-// length comes from positions[0], which the host set before the step.
+// The items of a step, known before waiting for the kernel before: the KV
+// length comes from positions[0], which the host set before the step. While
+// there are at most two items per block, each query head has its own (its
+// K/V tiles then come from L2 for the group's other heads); beyond, an item
+// takes the whole group, so that each K/V tile is read once.
+struct AttnPlan {
+    int pos, kv_len;
+    int used;  // splits that hold keys
+    int sets;  // query-head sets per KV head: the group size, or 1
+    int items;
+};
+
+__device__ __forceinline__ AttnPlan attn_plan(const DecodeAttentionArgs& p) {
+    AttnPlan plan;
+    plan.pos = p.positions[0];
+    plan.kv_len = plan.pos + 1;
+    plan.used = max(1, min(p.splits, (plan.kv_len + kAttnMinKeys - 1) / kAttnMinKeys));
+    const bool split_heads = p.split_heads && plan.used * p.n_heads <= 2 * int(gridDim.x);
+    plan.sets = split_heads ? p.n_heads / p.n_kv_heads : 1;
+    plan.items = plan.used * p.n_kv_heads * plan.sets;
+    return plan;
+}
+
+// One block's work: a KV head's split of the keys for a set of its query heads.
 struct AttnItem {
     int kvh, split, used;  // used: splits that hold keys at this length
     int h0, nh;            // query heads h0 .. h0 + nh - 1
     int pos, begin, end;   // the new position; this split's keys [begin, end)
-    bool active;
 };
 
-__device__ __forceinline__ AttnItem attn_item(const DecodeAttentionArgs& p) {
+// Item i: consecutive items are the head sets and KV heads of one split.
+__device__ __forceinline__ AttnItem attn_item(const DecodeAttentionArgs& p, const AttnPlan& plan, int i) {
     AttnItem it;
-    const int group = p.n_heads / p.n_kv_heads;
-    it.kvh = blockIdx.x % p.n_kv_heads;
-    it.split = blockIdx.y;
-    it.pos = p.positions[0];
-    const int kv_len = it.pos + 1;
-    it.used = max(1, min(p.splits, (kv_len + kAttnMinKeys - 1) / kAttnMinKeys));
-    const int sets = p.split_heads && it.used * p.n_heads <= kAttnSplitHeadsMaxItems ? group : 1;
-    const int set = blockIdx.x / p.n_kv_heads;
-    it.nh = group / sets;
-    it.h0 = it.kvh * group + set * it.nh;
-    const int chunk = (kv_len + it.used - 1) / it.used;
+    const int group = p.n_heads / p.n_kv_heads, per_split = p.n_kv_heads * plan.sets;
+    it.split = i / per_split;
+    it.kvh = i % p.n_kv_heads;
+    it.nh = group / plan.sets;
+    it.h0 = it.kvh * group + (i % per_split) / p.n_kv_heads * it.nh;
+    it.used = plan.used;
+    it.pos = plan.pos;
+    const int chunk = (plan.kv_len + plan.used - 1) / plan.used;
     it.begin = it.split * chunk;
-    it.end = min(kv_len, it.begin + chunk);
-    it.active = it.split < it.used && set < sets;
+    it.end = min(plan.kv_len, it.begin + chunk);
     return it;
 }
 
@@ -142,56 +163,91 @@ __device__ __forceinline__ void attn_combine(float& m, float& l, float a[8], flo
     m = mx;
 }
 
-// out[h, d] = sum_s e^(m_s - M) acc_s[d] / sum_s e^(m_s - M) l_s for the item's
-// heads: one warp per head computes the split weights, then each thread takes 4
-// dims of a head (16-byte loads, 8 in flight: the partials come from L2, written
-// by other blocks, one round trip per batch).
-__device__ void attn_merge_splits(const DecodeAttentionArgs& p, const AttnItem& it) {
-    __shared__ float weight[kAttnMaxGroup * kAttnMaxSplits];
-    __shared__ float total[kAttnMaxGroup];
+// out[h, :] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s over the used
+// splits of query head h, by the whole block: the split weights first (one
+// split per thread), then each thread sums 4 dims over every subsets-th split
+// (16-byte loads, 8 in flight: the partials come from L2, written by other
+// blocks), and the subsets are added in a fixed order.
+__device__ void attn_merge_head(const DecodeAttentionArgs& p, int h, int used) {
+    __shared__ float weight[kAttnMaxSplits];
+    __shared__ float4 sums[kThreads];
     const int head_dim = p.head_dim, stride = head_dim + 4;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int g = warp; g < it.nh; g += kWarps) {
-        const float* recs = p.partials + size_t(it.h0 + g) * p.splits * stride;
-        float m = -FLT_MAX;
-        for (int s = lane; s < it.used; s += 32) m = fmaxf(m, __ldcg(recs + size_t(s) * stride));
-        m = warp_max(m);
-        float denom = 0.0f;
-        for (int s = lane; s < it.used; s += 32) {
-            const float* r = recs + size_t(s) * stride;
-            const float w = __expf(__ldcg(r) - m);
-            weight[g * kAttnMaxSplits + s] = w;
-            denom += w * __ldcg(r + 1);
-        }
-        denom = warp_sum(denom);
-        if (lane == 0) total[g] = denom;
+    const float* recs = p.partials + size_t(h) * p.splits * stride;
+    float m = -FLT_MAX;
+    for (int s = threadIdx.x; s < used; s += kThreads) m = fmaxf(m, __ldcg(recs + size_t(s) * stride));
+    m = block_max(m);
+    float denom = 0.0f;
+    for (int s = threadIdx.x; s < used; s += kThreads) {
+        const float w = __expf(__ldcg(recs + size_t(s) * stride) - m);
+        weight[s] = w;
+        denom += w * __ldcg(recs + size_t(s) * stride + 1);
     }
-    __syncthreads();
-    const int quads = head_dim / 4;
-    for (int item = threadIdx.x; item < it.nh * quads; item += kThreads) {
-        const int g = item / quads, d = 4 * (item % quads);
-        const float4* acc = reinterpret_cast<const float4*>(p.partials + size_t(it.h0 + g) * p.splits * stride + 4 + d);
+    denom = block_sum(denom);  // also makes `weight` visible to the block
+    const int quads = head_dim / 4, subsets = kThreads / quads;
+    const int quad = threadIdx.x % quads, subset = threadIdx.x / quads;
+    float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (subset < subsets) {
+        const float4* acc = reinterpret_cast<const float4*>(recs + 4) + quad;
         const int step = stride / 4;  // float4s per record
-        const float* w = weight + g * kAttnMaxSplits;
-        float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        auto add = [&](float ws, const float4& v) {
-            num.x += ws * v.x;
-            num.y += ws * v.y;
-            num.z += ws * v.z;
-            num.w += ws * v.w;
+        auto add = [&](float w, const float4& v) {
+            num.x += w * v.x;
+            num.y += w * v.y;
+            num.z += w * v.z;
+            num.w += w * v.w;
         };
-        int s = 0;
-        for (; s + 8 <= it.used; s += 8) {
+        int s = subset;
+        for (; s + 7 * subsets < used; s += 8 * subsets) {
             float4 v[8];
 #pragma unroll
-            for (int k = 0; k < 8; ++k) v[k] = __ldcg(acc + size_t(s + k) * step);
+            for (int k = 0; k < 8; ++k) v[k] = __ldcg(acc + size_t(s + k * subsets) * step);
 #pragma unroll
-            for (int k = 0; k < 8; ++k) add(w[s + k], v[k]);
+            for (int k = 0; k < 8; ++k) add(weight[s + k * subsets], v[k]);
         }
-        for (; s < it.used; ++s) add(w[s], __ldcg(acc + size_t(s) * step));
-        const float inv = 1.0f / total[g];
-        *reinterpret_cast<float4*>(p.out + size_t(it.h0 + g) * head_dim + d) =
-            make_float4(num.x * inv, num.y * inv, num.z * inv, num.w * inv);
+        for (; s < used; s += subsets) add(weight[s], __ldcg(acc + size_t(s) * step));
+    }
+    sums[threadIdx.x] = num;
+    __syncthreads();
+    if (threadIdx.x < quads) {
+        float4 total = sums[threadIdx.x];
+        for (int k = 1; k < subsets; ++k) {
+            const float4 v = sums[k * quads + threadIdx.x];
+            total.x += v.x;
+            total.y += v.y;
+            total.z += v.z;
+            total.w += v.w;
+        }
+        const float inv = 1.0f / denom;
+        *reinterpret_cast<float4*>(p.out + size_t(h) * head_dim + 4 * threadIdx.x) =
+            make_float4(total.x * inv, total.y * inv, total.z * inv, total.w * inv);
+    }
+    __syncthreads();  // weight and sums are reused by the next head
+}
+
+// After an item published its partials: the last min(nh, used) items of a head
+// set to finish merge its heads between them (one head each, round robin), each
+// waiting until every split has published. Only those last few wait, and every
+// item they wait for is running or will be scheduled (it waits on nothing), so
+// the wait ends. counters[h0] counts published items, counters[n_heads + h0]
+// the mergers done; the last merger zeroes both for the next step.
+__device__ void attn_finish(const DecodeAttentionArgs& p, const AttnItem& it) {
+    __shared__ int rank;
+    const int mergers = min(it.nh, it.used);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        rank = int(atomicAdd(&p.counters[it.h0], 1u)) - (it.used - mergers);
+        if (rank >= 0) {
+            ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> published(p.counters[it.h0]);
+            while (published.load(::cuda::memory_order_acquire) < unsigned(it.used)) __nanosleep(32);
+        }
+    }
+    __syncthreads();
+    if (rank < 0) return;
+    __threadfence();
+    for (int g = rank; g < it.nh; g += mergers) attn_merge_head(p, it.h0 + g, it.used);
+    if (threadIdx.x == 0 && atomicAdd(&p.counters[p.n_heads + it.h0], 1u) == unsigned(mergers - 1)) {
+        p.counters[it.h0] = 0;
+        p.counters[p.n_heads + it.h0] = 0;
     }
 }
 
@@ -352,42 +408,38 @@ __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, 
             }
         }
     }
-    if (single) return;
-    // Publish this item, then count it per head set (its first head's counter); the
-    // item that counts last merges the set's heads.
-    __shared__ bool last_item;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        const unsigned done = atomicAdd(&p.counters[it.h0], 1u);
-        last_item = done == unsigned(it.used - 1);
-        if (last_item) p.counters[it.h0] = 0;  // ready for the next step; no other item of this step touches it
-    }
-    __syncthreads();
-    if (!last_item) return;
-    __threadfence();
-    attn_merge_splits(p, it);
+    if (!single) attn_finish(p, it);
 }
 
+// Block b runs items b, b + blocks, ...; the first one's tiles are copied
+// before waiting for the kernel before.
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeAttentionArgs p) {
     extern __shared__ __align__(16) uint8_t smem[];
-    const AttnItem it = attn_item(p);
-    if (!it.active) return;
-    // Earlier positions' rows are not written by the kernel before: copy them now.
     __half* ring = reinterpret_cast<__half*>(smem);
+    const AttnPlan plan = attn_plan(p);
+    int i = blockIdx.x;
+    if (i >= plan.items) return;
+    AttnItem it = attn_item(p, plan, i);
     for (int t = 0; t < kAttnStages; ++t) attn_stage_tile(p, it, t, ring);
     // The rotation's (cos, sin) per pair depend only on the position.
     __shared__ float2 rot[kAttnMaxHeadDim / 2];
     if (p.rope_store)
-        for (int i = threadIdx.x; i < p.rope_dim / 2; i += kThreads)
-            rope_cos_sin(it.pos, i, p.rope_dim, p.freq_base, p.freq_scale, p.attn_factor, p.freq_factors, rot[i].x,
-                         rot[i].y);
+        for (int k = threadIdx.x; k < p.rope_dim / 2; k += kThreads)
+            rope_cos_sin(plan.pos, k, p.rope_dim, p.freq_base, p.freq_scale, p.attn_factor, p.freq_factors, rot[k].x,
+                         rot[k].y);
     pdl_enter();
     __syncthreads();
-    if (it.nh == 1)
-        attn_run_item<1>(p, it, rot, smem);
-    else
-        attn_run_item<kAttnMaxGroup>(p, it, rot, smem);
+    for (;;) {
+        if (it.nh == 1)
+            attn_run_item<1>(p, it, rot, smem);
+        else
+            attn_run_item<kAttnMaxGroup>(p, it, rot, smem);
+        i += gridDim.x;
+        if (i >= plan.items) break;
+        __syncthreads();  // the ring is free again
+        it = attn_item(p, plan, i);
+        for (int t = 0; t < kAttnStages; ++t) attn_stage_tile(p, it, t, ring);
+    }
 }
 
 }  // namespace
@@ -438,7 +490,7 @@ void launch_attention_decode(const DecodeAttentionArgs& p, cudaStream_t stream) 
         return true;
     }();
     (void)configured;
-    launch_pdl(attention_decode_kernel, dim3(p.n_heads, p.splits), kThreads, smem, stream, p);
+    launch_pdl(attention_decode_kernel, unsigned(p.n_kv_heads * p.splits), kThreads, smem, stream, p);
 }
 
 }  // namespace orcd::cuda

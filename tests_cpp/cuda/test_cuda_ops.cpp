@@ -408,6 +408,9 @@ TEST_F(CudaOps, AttentionPrefillAndDecode) {
         {14, 2, 64, {512, 512, 512, 512, 1}}, {14, 2, 64, {2048, 1}},     {7, 7, 96, {77, 1}},
         // 16 splits of 250 keys: more key tiles per split than the ring holds.
         {16, 16, 64, {2000, 2000, 1, 1}},
+        // Long enough that an item takes the whole group (7 and 8 heads), whose
+        // splits are then merged by several items at once.
+        {14, 2, 64, {4000, 1, 1}},       {32, 4, 64, {3000, 1000, 1, 1}},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " dim " +
@@ -448,7 +451,8 @@ TEST_F(CudaOps, RopeAttentionFusedDecode) {
     struct Case { int n_heads, n_kv_heads, head_dim, rope_dim; RopeStyle style; std::vector<int> steps; };
     const std::vector<int> mixed{37, 1, 1, 200, 1, 1, 1};
     const Case cases[] = {{14, 2, 64, 64, RopeStyle::NeoX, mixed}, {8, 8, 128, 64, RopeStyle::Normal, mixed},
-                          {4, 1, 64, 32, RopeStyle::NeoX, mixed}, {16, 16, 64, 64, RopeStyle::NeoX, {1500, 1500, 1, 1}}};
+                          {4, 1, 64, 32, RopeStyle::NeoX, mixed}, {16, 16, 64, 64, RopeStyle::NeoX, {1500, 1500, 1, 1}},
+                          {14, 2, 64, 64, RopeStyle::NeoX, {2000, 2000, 1, 1}}};
     for (const Case& c : cases) {
         SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " rope_dim " +
                      std::to_string(c.rope_dim));
