@@ -58,6 +58,7 @@ constexpr int kAttnStages = 4;       // tiles in flight per item
 constexpr int kAttnMaxGroup = 8;     // query heads per KV head
 constexpr int kAttnMaxHeadDim = 128;
 constexpr int kAttnMinKeys = 64;     // keys per split at least
+constexpr int kAttnMinKeysOneHead = 256;  // the same, for items of a single query head
 constexpr int kAttnTargetItems = 264;  // two per SM on a 132-SM part: the grid's blocks
 constexpr int kAttnMaxSplits = kAttnTargetItems;  // with one KV head
 
@@ -95,9 +96,12 @@ __device__ __forceinline__ AttnPlan attn_plan(const DecodeAttentionArgs& p) {
     AttnPlan plan;
     plan.pos = p.positions[0];
     plan.kv_len = plan.pos + 1;
-    plan.used = max(1, min(p.splits, (plan.kv_len + kAttnMinKeys - 1) / kAttnMinKeys));
-    const bool split_heads = p.split_heads && plan.used * p.n_heads <= 2 * int(gridDim.x);
+    const int min_splits = max(1, min(p.splits, (plan.kv_len + kAttnMinKeys - 1) / kAttnMinKeys));
+    const bool split_heads = p.split_heads && min_splits * p.n_heads <= 2 * int(gridDim.x);
     plan.sets = split_heads ? p.n_heads / p.n_kv_heads : 1;
+    // A head's own items take up to kAttnMinKeysOneHead keys: a split more costs
+    // more (its partials' round trip through L2 and the merge) than the keys save.
+    plan.used = split_heads ? max(1, (plan.kv_len + kAttnMinKeysOneHead - 1) / kAttnMinKeysOneHead) : min_splits;
     plan.items = plan.used * p.n_kv_heads * plan.sets;
     return plan;
 }

@@ -50,6 +50,12 @@ constexpr int kMatvecWarps = 8;
 constexpr int kStageBytes = 4096 + 16;  // per warp: a row of up to 4 KB plus the alignment slack
 constexpr int kUpStage = 2048;          // SwiGLU: where the up rows start (16-byte aligned for the float types)
 constexpr int kMaxParts = 3;            // products per staged launch (a longer list is split)
+constexpr int64_t kMaxStagedCols = 8192;  // inputs the staged kernel copies into shared memory
+
+// Dynamic shared memory of the staged kernel: each warp's rows, then the input.
+constexpr size_t staged_smem_bytes(int64_t cols) {
+    return size_t(kMatvecWarps) * kStageBytes + sizeof(float) * size_t(cols);
+}
 
 // The parts of one staged launch, and the first block of each.
 struct StagedParts {
@@ -150,15 +156,51 @@ __device__ __forceinline__ int stage_rows(const uint8_t* first, int row_bytes, i
     return lead;
 }
 
-// acc[k] += x . row k of the staged rows (k < nr), the lanes' shares (not yet summed).
-template <TensorType T, MatvecInput I, int R>
+// The block's copy of the one-token input in shared memory: x, times norm_w for
+// Norm (all threads, one load of each element; the caller synchronises). The
+// norm's scale rsqrt(mean(x^2) + eps) is left for the end of the product (it
+// multiplies every row's sum), so nothing waits for its block reduction here:
+// each warp leaves its sum of squares in ss_part[warp] (kMatvecWarps warps).
+template <MatvecInput I>
+__device__ __forceinline__ void stage_input(const MatvecIn& in, int64_t cols, float* xs, float* ss_part) {
+    const int quads = int(cols / 4);
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < quads; c += blockDim.x) {
+        float4 v = reinterpret_cast<const float4*>(in.x)[c];
+        if constexpr (I == MatvecInput::Norm) {
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            const float4 w = __ldg(reinterpret_cast<const float4*>(in.norm_w) + c);
+            v = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
+        }
+        reinterpret_cast<float4*>(xs)[c] = v;
+    }
+    if constexpr (I == MatvecInput::Norm) {
+        ss = warp_sum(ss);
+        if (threadIdx.x % 32 == 0) ss_part[threadIdx.x / 32] = ss;
+    }
+}
+
+// The factor of every row's sum: the norm's scale for Norm (after the block's
+// synchronisation that followed stage_input), else 1.
+template <MatvecInput I>
+__device__ __forceinline__ float input_scale(const MatvecIn& in, int64_t cols, const float* ss_part) {
+    if constexpr (I != MatvecInput::Norm) return 1.0f;
+    float ss = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kMatvecWarps; ++w) ss += ss_part[w];
+    return rsqrtf(ss / float(cols) + in.eps);
+}
+
+// acc[k] += x . row k of the staged rows (k < nr), the lanes' shares (not yet
+// summed); x from the block's shared copy.
+template <TensorType T, int R>
 __device__ __forceinline__ void dot_staged_rows(const uint8_t* src, int row_bytes, int nr, int64_t cols,
-                                                const MatvecIn& in, float scale, int lane, float acc[R]) {
+                                                const float* xs, int lane, float acc[R]) {
     const int64_t groups = cols / 8;
 #pragma unroll 2
     for (int64_t g = lane; g < groups; g += 32) {
-        float x8[8];
-        load_input<I>(in, cols, 0, g, scale, x8);
+        const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * g], x1 = reinterpret_cast<const float4*>(xs)[2 * g + 1];
+        const float x8[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
         const float sx = sum8(x8);
 #pragma unroll
         for (int k = 0; k < R; ++k)
@@ -166,10 +208,10 @@ __device__ __forceinline__ void dot_staged_rows(const uint8_t* src, int row_byte
     }
 }
 
-template <MatvecInput I, int R>
+template <int R>
 __device__ __forceinline__ void dot_staged_rows(TensorType type, const uint8_t* src, int row_bytes, int nr,
-                                                int64_t cols, const MatvecIn& in, float scale, int lane, float acc[R]) {
-    dispatch_type_on_device(type, [&]<TensorType T>() { dot_staged_rows<T, I, R>(src, row_bytes, nr, cols, in, scale, lane, acc); });
+                                                int64_t cols, const float* xs, int lane, float acc[R]) {
+    dispatch_type_on_device(type, [&]<TensorType T>() { dot_staged_rows<T, R>(src, row_bytes, nr, cols, xs, lane, acc); });
 }
 
 // One token, R consecutive rows per warp, staged through shared memory (v4), for
@@ -198,22 +240,26 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts 
                              to + kUpStage, lane);
     __pipeline_commit();
     pdl_enter();
-    const float scale = I == MatvecInput::Norm ? norm_scale(in, cols, 0) : 1.0f;
+    float* xs = reinterpret_cast<float*>(stage + kMatvecWarps * kStageBytes);
+    __shared__ float ss_part[kMatvecWarps];
+    stage_input<I>(in, cols, xs, ss_part);
+    __syncthreads();
     if (nr <= 0) return;
     __pipeline_wait_prior(0);
     __syncwarp();
     float acc[R], up[R];
 #pragma unroll
     for (int k = 0; k < R; ++k) acc[k] = up[k] = 0.0f;
-    dot_staged_rows<I, R>(P.type, to + lead, P.row_bytes, nr, cols, in, scale, lane, acc);
+    dot_staged_rows<R>(P.type, to + lead, P.row_bytes, nr, cols, xs, lane, acc);
     if constexpr (Swiglu)
-        dot_staged_rows<I, R>(parts.part[1].type, to + kUpStage + up_lead, parts.part[1].row_bytes, nr, cols,
-                              in, scale, lane, up);
+        dot_staged_rows<R>(parts.part[1].type, to + kUpStage + up_lead, parts.part[1].row_bytes, nr, cols, xs, lane,
+                           up);
+    const float scale = input_scale<I>(in, cols, ss_part);
 #pragma unroll
     for (int k = 0; k < R; ++k) {
-        const float sum = warp_sum(acc[k]);
+        const float sum = warp_sum(acc[k]) * scale;
         if constexpr (Swiglu) {
-            const float u = warp_sum(up[k]);
+            const float u = warp_sum(up[k]) * scale;
             if (lane == k && k < nr)
                 P.out[r0 + k] = silu(sum + (P.bias ? P.bias[r0 + k] : 0.0f)) *
                                 (u + (parts.part[1].bias ? parts.part[1].bias[r0 + k] : 0.0f));
@@ -307,12 +353,19 @@ static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in,
         parts.first_block[i] = blocks;
         blocks += unsigned((parts.part[i].rows + rows_per_block - 1) / rows_per_block);
     }
-    launch_pdl(matvec1_kernel<I, R, Swiglu>, blocks, kMatvecWarps * 32, size_t(kMatvecWarps) * kStageBytes, stream,
-               parts, cols, in);
+    static bool configured = [] {
+        ORCD_CUDA_CHECK(cudaFuncSetAttribute(matvec1_kernel<I, R, Swiglu>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(staged_smem_bytes(kMaxStagedCols))));
+        return true;
+    }();
+    (void)configured;
+    launch_pdl(matvec1_kernel<I, R, Swiglu>, blocks, kMatvecWarps * 32, staged_smem_bytes(cols), stream, parts, cols,
+               in);
 }
 
 template <MatvecInput I, bool Swiglu>
 static bool try_staged(const StagedParts& parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
+    if (cols > kMaxStagedCols) return false;
     switch (staged_rows_per_warp(parts, Swiglu ? kUpStage : kStageBytes)) {
         case 4: launch_staged_r<I, 4, Swiglu>(parts, cols, in, stream); return true;
         case 2: launch_staged_r<I, 2, Swiglu>(parts, cols, in, stream); return true;
