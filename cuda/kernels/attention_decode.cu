@@ -55,6 +55,7 @@ constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kAttnTileKeys = 32;
 constexpr int kAttnStages = 4;       // tiles in flight per item
+constexpr int kU = 2;                // keys per lane group between softmax updates
 constexpr int kAttnMaxGroup = 8;     // query heads per KV head
 constexpr int kAttnMaxHeadDim = 128;
 constexpr int kAttnMinKeys = 64;     // keys per split at least
@@ -255,10 +256,12 @@ __device__ void attn_finish(const DecodeAttentionArgs& p, const AttnItem& it) {
     }
 }
 
-// The item after waiting for the kernel before: H >= it.nh heads in registers.
-template <int H>
+// The item after waiting for the kernel before: L lanes per key
+// (attn_lanes_per_key(head_dim)), H >= it.nh heads in registers.
+template <int L, int H>
 __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, const float2* rot, uint8_t* smem) {
-    const int head_dim = p.head_dim, L = attn_lanes_per_key(head_dim), keys_per_step = 32 / L;
+    constexpr int keys_per_step = 32 / L;
+    const int head_dim = p.head_dim;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int piece = lane % L, key_in_step = lane / L;
     const bool has_piece = piece < head_dim / 8;  // head_dim 96: 12 of 16 lanes
@@ -333,26 +336,56 @@ __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, 
             }
         __syncthreads();
         // Warp steps over the tile; every lane of a warp runs the same count (shuffles).
-        for (int j0 = warp * keys_per_step; j0 < kAttnTileKeys; j0 += kWarps * keys_per_step) {
-            const int j = j0 + key_in_step;
-            const bool valid = j < keys && has_piece;
-            float k[8] = {}, v[8] = {};
-            if (valid) {
-                half8_to_float(*reinterpret_cast<const uint4*>(ks + size_t(j) * head_dim + 8 * piece), k);
-                half8_to_float(*reinterpret_cast<const uint4*>(vs + size_t(j) * head_dim + 8 * piece), v);
+        // A lane group takes kU keys per step, so the softmax state is rescaled
+        // once per kU keys and their shuffles overlap.
+        for (int j0 = warp * keys_per_step; j0 < kAttnTileKeys; j0 += kWarps * keys_per_step * kU) {
+            int j[kU];
+            float k[kU][8], v[kU][8];
+#pragma unroll
+            for (int u = 0; u < kU; ++u) {
+                j[u] = j0 + u * kWarps * keys_per_step + key_in_step;
+                if (j[u] < keys && has_piece) {
+                    half8_to_float(*reinterpret_cast<const uint4*>(ks + size_t(j[u]) * head_dim + 8 * piece), k[u]);
+                    half8_to_float(*reinterpret_cast<const uint4*>(vs + size_t(j[u]) * head_dim + 8 * piece), v[u]);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < 8; ++i) k[u][i] = v[u][i] = 0.0f;
+                }
             }
 #pragma unroll
             for (int g = 0; g < H; ++g) {
                 if (g >= it.nh) break;
                 const float4 qa = q_piece[g * q_stride], qb = q_piece[g * q_stride + 1];
-                float s = ((qa.x * k[0] + qa.y * k[1]) + (qa.z * k[2] + qa.w * k[3])) +
-                          ((qb.x * k[4] + qb.y * k[5]) + (qb.z * k[6] + qb.w * k[7]));
-                for (int o = L / 2; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
-                if (j >= keys) s = -INFINITY;  // no key: weight 0, state unchanged
-                const float m_new = fmaxf(m[g], s), rescale = __expf(m[g] - m_new), pr = __expf(s - m_new);
-                l[g] = l[g] * rescale + pr;
+                float s[kU];
 #pragma unroll
-                for (int i = 0; i < 8; ++i) acc[g][i] = acc[g][i] * rescale + pr * v[i];
+                for (int u = 0; u < kU; ++u)
+                    s[u] = ((qa.x * k[u][0] + qa.y * k[u][1]) + (qa.z * k[u][2] + qa.w * k[u][3])) +
+                           ((qb.x * k[u][4] + qb.y * k[u][5]) + (qb.z * k[u][6] + qb.w * k[u][7]));
+#pragma unroll
+                for (int o = L / 2; o > 0; o /= 2)
+#pragma unroll
+                    for (int u = 0; u < kU; ++u) s[u] += __shfl_xor_sync(0xffffffffu, s[u], o);
+                float m_new = m[g];
+#pragma unroll
+                for (int u = 0; u < kU; ++u) {
+                    if (j[u] >= keys) s[u] = -INFINITY;  // no key: weight 0
+                    m_new = fmaxf(m_new, s[u]);
+                }
+                const float rescale = __expf(m[g] - m_new);
+                float pr[kU], psum = 0.0f;
+#pragma unroll
+                for (int u = 0; u < kU; ++u) {
+                    pr[u] = __expf(s[u] - m_new);
+                    psum += pr[u];
+                }
+                l[g] = l[g] * rescale + psum;
+#pragma unroll
+                for (int i = 0; i < 8; ++i) {
+                    float a = acc[g][i] * rescale;
+#pragma unroll
+                    for (int u = 0; u < kU; ++u) a += pr[u] * v[u][i];
+                    acc[g][i] = a;
+                }
                 m[g] = m_new;
             }
         }
@@ -417,6 +450,7 @@ __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, 
 
 // Block b runs items b, b + blocks, ...; the first one's tiles are copied
 // before waiting for the kernel before.
+template <int L>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeAttentionArgs p) {
     extern __shared__ __align__(16) uint8_t smem[];
     __half* ring = reinterpret_cast<__half*>(smem);
@@ -435,9 +469,9 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeAttent
     __syncthreads();
     for (;;) {
         if (it.nh == 1)
-            attn_run_item<1>(p, it, rot, smem);
+            attn_run_item<L, 1>(p, it, rot, smem);
         else
-            attn_run_item<kAttnMaxGroup>(p, it, rot, smem);
+            attn_run_item<L, kAttnMaxGroup>(p, it, rot, smem);
         i += gridDim.x;
         if (i >= plan.items) break;
         __syncthreads();  // the ring is free again
@@ -486,15 +520,25 @@ DecodeAttentionArgs decode_attention_args(const float* qkv, const int32_t* posit
     return p;
 }
 
-void launch_attention_decode(const DecodeAttentionArgs& p, cudaStream_t stream) {
-    const size_t smem = attn_item_smem_bytes(p.n_heads / p.n_kv_heads, p.head_dim);
+template <int L>
+static void launch_with_lanes(const DecodeAttentionArgs& p, cudaStream_t stream) {
     static bool configured = [] {  // up to 68 KB with 8 heads of 128 dims
-        ORCD_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        ORCD_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<L>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              int(attn_item_smem_bytes(kAttnMaxGroup, kAttnMaxHeadDim))));
         return true;
     }();
     (void)configured;
-    launch_pdl(attention_decode_kernel, unsigned(p.n_kv_heads * p.splits), kThreads, smem, stream, p);
+    launch_pdl(attention_decode_kernel<L>, unsigned(p.n_kv_heads * p.splits), kThreads,
+               attn_item_smem_bytes(p.n_heads / p.n_kv_heads, p.head_dim), stream, p);
+}
+
+void launch_attention_decode(const DecodeAttentionArgs& p, cudaStream_t stream) {
+    switch (attn_lanes_per_key(p.head_dim)) {
+        case 4: launch_with_lanes<4>(p, stream); break;
+        case 8: launch_with_lanes<8>(p, stream); break;
+        case 16: launch_with_lanes<16>(p, stream); break;
+        default: throw Error(ErrorKind::Unsupported, "decode attention: head_dim " + std::to_string(p.head_dim));
+    }
 }
 
 }  // namespace orcd::cuda
