@@ -102,7 +102,8 @@ __device__ __forceinline__ AttnPlan attn_plan(const DecodeAttentionArgs& p) {
     plan.sets = split_heads ? p.n_heads / p.n_kv_heads : 1;
     // A head's own items take up to kAttnMinKeysOneHead keys: a split more costs
     // more (its partials' round trip through L2 and the merge) than the keys save.
-    plan.used = split_heads ? max(1, (plan.kv_len + kAttnMinKeysOneHead - 1) / kAttnMinKeysOneHead) : min_splits;
+    plan.used = split_heads ? max(1, min(p.splits, (plan.kv_len + kAttnMinKeysOneHead - 1) / kAttnMinKeysOneHead))
+                            : min_splits;
     plan.items = plan.used * p.n_kv_heads * plan.sets;
     return plan;
 }

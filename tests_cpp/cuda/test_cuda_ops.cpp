@@ -230,6 +230,7 @@ TEST_F(CudaOps, MatmulEveryTypeAndShape) {
             {odd_cols, 45, {9, 33, 200}},
             {bs == 256 ? 1024u : 896u, 1100, {2048}},
             {4864, 96, {1, 3}},  // few wide rows: one block per row (the down product's shape)
+            {4096, 2100, {1}},   // a wide input staged beside the rows (over 48 KB of shared memory)
         };
         for (const Case& c : cases) {
             WeightSet ws;
@@ -411,6 +412,8 @@ TEST_F(CudaOps, AttentionPrefillAndDecode) {
         // Long enough that an item takes the whole group (7 and 8 heads), whose
         // splits are then merged by several items at once.
         {14, 2, 64, {4000, 1, 1}},       {32, 4, 64, {3000, 1000, 1, 1}},
+        // 32 KV heads leave 8 splits: the 256-key items of single heads are capped there.
+        {32, 32, 64, {2000, 2000, 1}},
     };
     for (const Case& c : cases) {
         SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " dim " +
