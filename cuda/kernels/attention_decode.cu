@@ -53,9 +53,9 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kAttnTileKeys = 64;
-constexpr int kAttnStages = 2;       // tiles in flight per item
-constexpr int kU = 4;                // keys per lane group between softmax updates
+constexpr int kAttnTileKeys = 32;
+constexpr int kAttnStages = 4;       // tiles in flight per item
+constexpr int kU = 2;                // keys per lane group between softmax updates
 constexpr int kAttnMaxGroup = 8;     // query heads per KV head
 constexpr int kAttnMaxHeadDim = 128;
 constexpr int kAttnMinKeys = 64;     // keys per split at least
