@@ -30,6 +30,9 @@
 // overlapped the launches: bench/NOTES.md, round 10).
 // v6: the group dot products of dot_group.cuh (round 11); few wide rows get a
 // block per row, split over its warps (matvec1_split_kernel, round 13).
+// v7: the staged kernel copies the input (times the norm weight) into shared
+// memory once per block and applies the norm's scale to the row sums, so the
+// dot loop waits neither for L2 loads of x nor for the block reduction (round 17).
 #include <cuda_pipeline.h>
 
 #include <algorithm>
