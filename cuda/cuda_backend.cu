@@ -106,7 +106,7 @@ SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
     L.logits = a.add(size_t(std::max(1, s.logit_rows)) * c.n_vocab * f);
     const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, s.max_context};
     L.partials = a.add(attention_decode_partial_floats(shape) * f);
-    L.counters = a.add(2 * size_t(c.n_heads) * sizeof(unsigned));
+    L.counters = a.add(attention_decode_counters(shape) * sizeof(unsigned));
     L.pick_indices = a.add(size_t(Backend::kMaxTopK) * sizeof(int32_t));
     L.pick_values = a.add(size_t(Backend::kMaxTopK) * f);
     // The tensor-core products (steps of more than kMatvecMaxTokens tokens); their

@@ -491,6 +491,11 @@ size_t attention_decode_partial_floats(const AttentionShape& shape) {
     return size_t(shape.n_heads) * attention_decode_splits(shape) * (shape.head_dim + 4);
 }
 
+// Per query head: items published, and mergers done (attn_finish).
+size_t attention_decode_counters(const AttentionShape& shape) {
+    return 2 * size_t(shape.n_heads);
+}
+
 DecodeAttentionArgs decode_attention_args(const float* qkv, const int32_t* positions, __half* k_cache,
                                           __half* v_cache, const AttentionShape& shape, float* partials,
                                           unsigned* counters, float* out, const RopeParams* rope) {

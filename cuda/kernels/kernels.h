@@ -85,11 +85,12 @@ void launch_attention_prefill(const float* qkv, int ld, int n, const int32_t* po
 // One query token: split-K (flash-decoding) over the cache (attention_decode.cu).
 // The KV length is read from positions[0] on the device, so a captured graph
 // replays at any position. partials holds attention_decode_partial_floats
-// floats; counters 2 * n_heads zeros (the kernel leaves them zero again). With
+// floats; counters attention_decode_counters zeros (the kernel leaves them zero again). With
 // `rope`, q and the new k are rotated and k and v stored by the same launch;
 // without, rope and the KV store ran before.
 int attention_decode_splits(const AttentionShape& shape);
 size_t attention_decode_partial_floats(const AttentionShape& shape);
+size_t attention_decode_counters(const AttentionShape& shape);
 struct DecodeAttentionArgs {
     const float* qkv;  // q heads, k heads, v heads of the token (fp32)
     const int32_t* positions;
@@ -98,7 +99,7 @@ struct DecodeAttentionArgs {
     int n_heads, n_kv_heads, head_dim, max_context, splits;
     float scale;
     float* partials;     // [n_heads, splits, head_dim + 4]: max, sum, 2 unused, acc
-    unsigned* counters;  // [2 * n_heads], zero between steps
+    unsigned* counters;  // [attention_decode_counters], zero between steps
     float* out;          // [n_heads * head_dim]
     bool rope_store;     // rotate q and the new k, store k and v (else both were done before)
     bool split_heads;    // at short contexts one item per query head (attention_decode.cu)
