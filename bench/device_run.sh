@@ -9,7 +9,9 @@
 #   GOOGLETEST_SRC      googletest sources, built when googletest is not installed
 #   SYNTH_TOOL          synth_gguf.py (default: MODEL_SKELETON_DIR/../tools/synth_gguf.py)
 # Environment:
-#   STAGES     default "build ctest sanitize pytest diag bench matvec profile llama"
+#   STAGES     default "build ctest sanitize pytest diag bench matvec profile timeline llama"
+#              timeline: each kernel's share of a real decode step (graph replays,
+#                CUPTI through torch.profiler) at contexts 64 and 8,192 -> OUT/timeline.log
 #              matvec: bench_cuda_matvec, the decode product of every type and shape
 #                against the copy bandwidth (MATVEC_ARGS: its options) -> OUT/matvec.log
 #              llama: llama.cpp's llama-bench on the same synthetic model (prefill
@@ -22,7 +24,7 @@
 set -uo pipefail
 SRC=$(realpath "$1"); MODELS=$(realpath "$2"); OUT=$(realpath "$3"); GTEST_SRC=${4:-}
 SYNTH=${5:-$MODELS/../tools/synth_gguf.py}
-STAGES=${STAGES:-build ctest sanitize pytest diag bench matvec profile llama}
+STAGES=${STAGES:-build ctest sanitize pytest diag bench matvec profile timeline llama}
 BUILD=/tmp/orcd-build
 mkdir -p "$OUT"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -66,7 +68,7 @@ if has sanitize; then
 fi
 
 SYNTH_MODEL=/tmp/synth-qwen2.5-0.5b-q4_k_m.gguf
-if has pytest || has diag || has bench || has profile || has llama; then
+if has pytest || has diag || has bench || has profile || has timeline || has llama; then
   [ -f "$SYNTH_MODEL" ] || python3 "$SYNTH" "$MODELS/qwen2.5-coder-0.5b-instruct-q4_k_m" "$SYNTH_MODEL" > /dev/null
 fi
 
@@ -116,6 +118,11 @@ if has profile; then
       python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 1 $ctx > "$OUT/ncu_$ctx.csv" 2> "$OUT/ncu_$ctx.err"
     echo "-- context $ctx"; python3 "$SRC/bench/ncu_summary.py" "$OUT/ncu_$ctx.csv" | head -24
   done
+fi
+
+if has timeline; then
+  say "timeline: each kernel's share of a decode step (graph replays)"
+  for ctx in 64 8192; do python3 "$SRC/bench/timeline_decode.py" "$SYNTH_MODEL" $ctx 8 2>&1 | tee -a "$OUT/timeline.log"; done
 fi
 
 if has llama; then

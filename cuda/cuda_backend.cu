@@ -341,7 +341,7 @@ public:
                             false, scratch, bytes, stream(), /*x_staged=*/true);
             return;
         }
-        if (!fold_norm(norm, n, parts)) {
+        if (!fold_norm(norm, n)) {
             Backend::normed_matmuls(x, norm, eps, n, dim, h, parts, out, ldo);
             return;
         }
@@ -353,7 +353,7 @@ public:
     // One token: gate, up and SwiGLU in one launch (the norm folded in as above).
     void normed_swiglu(const float* x, const Weight& norm, float eps, int n, int dim, float* h,
                        const std::vector<Projection>& parts, float* gate_up, int n_ff, float* ffn) override {
-        if (fold_norm(norm, n, parts)) {
+        if (fold_norm(norm, n)) {
             MatvecPart gate, up;
             if (parts.size() == 2 && parts[0].offset == 0 && parts[1].offset == n_ff) {
                 gate = part_of(parts[0], ffn);
@@ -476,14 +476,10 @@ private:
         return {gemm_scratch_, gemm_scratch_bytes_};
     }
 
-    // One token with an F32 norm: the norm is folded into the products, unless a
-    // part has so many rows (the output layer) that every block recomputing it costs more.
-    static bool fold_norm(const Weight& norm, int n, const std::vector<Projection>& parts) {
-        constexpr int64_t kFoldMaxRows = 16384;
-        bool fold = n == 1 && norm.type == gguf::TensorType::F32;
-        for (const Projection& p : parts) fold = fold && p.w.rows <= kFoldMaxRows;
-        return fold;
-    }
+    // One token with an F32 norm: the norm is folded into the products. Each block
+    // then reads the input and the norm weight (from L2) while its weight rows are
+    // being copied, which costs less than a norm kernel even for the output layer.
+    static bool fold_norm(const Weight& norm, int n) { return n == 1 && norm.type == gguf::TensorType::F32; }
 
     static MatvecPart part_of(const Projection& p, float* out) {
         return matvec_part(p.w, out, p.bias ? static_cast<const float*>(p.bias.data) : nullptr, false);

@@ -171,24 +171,30 @@ __device__ __forceinline__ void attn_combine(float& m, float& l, float a[8], flo
 
 // out[h, :] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s over the used
 // splits of query head h, by the whole block: the split weights first (one
-// split per thread), then each thread sums 4 dims over every subsets-th split
-// (16-byte loads, 8 in flight: the partials come from L2, written by other
-// blocks), and the subsets are added in a fixed order.
+// split per thread, its max and sum in one 8-byte load), then each thread sums
+// 4 dims over every subsets-th split (16-byte loads, 8 in flight: the partials
+// come from L2, written by other blocks), and the subsets are added in a fixed order.
 __device__ void attn_merge_head(const DecodeAttentionArgs& p, int h, int used) {
-    __shared__ float weight[kAttnMaxSplits];
+    __shared__ float weight[kAttnMaxSplits];  // a split's max, then its weight
+    __shared__ float split_sum[kAttnMaxSplits];
     __shared__ float4 sums[kThreads];
     const int head_dim = p.head_dim, stride = head_dim + 4;
     const float* recs = p.partials + size_t(h) * p.splits * stride;
     float m = -FLT_MAX;
-    for (int s = threadIdx.x; s < used; s += kThreads) m = fmaxf(m, __ldcg(recs + size_t(s) * stride));
-    m = block_max(m);
+    for (int s = threadIdx.x; s < used; s += kThreads) {
+        const float2 ml = __ldcg(reinterpret_cast<const float2*>(recs + size_t(s) * stride));
+        weight[s] = ml.x;
+        split_sum[s] = ml.y;
+        m = fmaxf(m, ml.x);
+    }
+    m = block_max(m);  // also makes weight and split_sum visible to the block
     float denom = 0.0f;
     for (int s = threadIdx.x; s < used; s += kThreads) {
-        const float w = __expf(__ldcg(recs + size_t(s) * stride) - m);
+        const float w = __expf(weight[s] - m);
         weight[s] = w;
-        denom += w * __ldcg(recs + size_t(s) * stride + 1);
+        denom += w * split_sum[s];
     }
-    denom = block_sum(denom);  // also makes `weight` visible to the block
+    denom = block_sum(denom);  // also makes the weights visible
     const int quads = head_dim / 4, subsets = kThreads / quads;
     const int quad = threadIdx.x % quads, subset = threadIdx.x / quads;
     float4 num = make_float4(0.0f, 0.0f, 0.0f, 0.0f);

@@ -33,6 +33,10 @@
 // v7: the staged kernel copies the input (times the norm weight) into shared
 // memory once per block and applies the norm's scale to the row sums, so the
 // dot loop waits neither for L2 loads of x nor for the block reduction (round 17).
+// v8: staged kernels compiled for the one or two weight types of a launch when
+// those are the common ones (the all-type switch made each kernel 70-450 KB of
+// code, and instruction-cache misses were the top stall reason); the split
+// kernel's stage sized to its slices, so that all its blocks are resident (round 20).
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -211,10 +215,15 @@ __device__ __forceinline__ void dot_staged_rows(const uint8_t* src, int row_byte
     }
 }
 
-template <int R>
+// The same for a type known at run time: one of Ts, or any type when Ts is empty.
+template <int R, TensorType... Ts>
 __device__ __forceinline__ void dot_staged_rows(TensorType type, const uint8_t* src, int row_bytes, int nr,
                                                 int64_t cols, const float* xs, int lane, float acc[R]) {
-    dispatch_type_on_device(type, [&]<TensorType T>() { dot_staged_rows<T, R>(src, row_bytes, nr, cols, xs, lane, acc); });
+    const auto dot = [&]<TensorType T>() { dot_staged_rows<T, R>(src, row_bytes, nr, cols, xs, lane, acc); };
+    if constexpr (sizeof...(Ts) == 0)
+        dispatch_type_on_device(type, dot);
+    else
+        (void)((type == Ts && (dot.template operator()<Ts>(), true)) || ...);
 }
 
 // One token, R consecutive rows per warp, staged through shared memory (v4), for
@@ -222,7 +231,8 @@ __device__ __forceinline__ void dot_staged_rows(TensorType type, const uint8_t* 
 // blocks start at or before it, decoding that part's type. With Swiglu, part 0 is
 // the gate and part 1 the up product, rows side by side: each warp stages R rows
 // of both (the up rows kUpStage bytes in) and writes silu(gate) * up to part 0's out.
-template <MatvecInput I, int R, bool Swiglu>
+// Ts: the weight types the kernel decodes (all when empty).
+template <MatvecInput I, int R, bool Swiglu, TensorType... Ts>
 __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts parts, int64_t cols, MatvecIn in) {
     extern __shared__ __align__(16) uint8_t stage[];
     int pi = 0;
@@ -253,10 +263,10 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts 
     float acc[R], up[R];
 #pragma unroll
     for (int k = 0; k < R; ++k) acc[k] = up[k] = 0.0f;
-    dot_staged_rows<R>(P.type, to + lead, P.row_bytes, nr, cols, xs, lane, acc);
+    dot_staged_rows<R, Ts...>(P.type, to + lead, P.row_bytes, nr, cols, xs, lane, acc);
     if constexpr (Swiglu)
-        dot_staged_rows<R>(parts.part[1].type, to + kUpStage + up_lead, parts.part[1].row_bytes, nr, cols, xs, lane,
-                           up);
+        dot_staged_rows<R, Ts...>(parts.part[1].type, to + kUpStage + up_lead, parts.part[1].row_bytes, nr, cols, xs,
+                                  lane, up);
     const float scale = input_scale<I>(in, cols, ss_part);
 #pragma unroll
     for (int k = 0; k < R; ++k) {
@@ -282,9 +292,10 @@ constexpr int64_t split_unit() {  // elements of a slice's unit: a quant block, 
     return Decode<T>::kElems > 8 ? Decode<T>::kElems : 8;
 }
 
+// stage_bytes: each warp's share of the dynamic shared memory (its slice and the slack).
 template <TensorType T>
 __global__ void __launch_bounds__(kMatvecWarps * 32)
-    matvec1_split_kernel(MatvecPart P, int64_t cols, const float* x) {
+    matvec1_split_kernel(MatvecPart P, int64_t cols, const float* x, int stage_bytes) {
     extern __shared__ __align__(16) uint8_t stage[];
     __shared__ float partial[kMatvecWarps];
     constexpr int64_t kUnit = split_unit<T>();
@@ -292,7 +303,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     const int64_t r = blockIdx.x, units = cols / kUnit;
     const int64_t u0 = units * warp / kMatvecWarps, u1 = units * (warp + 1) / kMatvecWarps;
     const int unit_bytes = int(P.row_bytes / units);
-    uint8_t* to = stage + warp * kStageBytes;
+    uint8_t* to = stage + warp * stage_bytes;
     const int lead = stage_rows(P.w + size_t(r) * P.row_bytes + size_t(u0) * unit_bytes, int(u1 - u0) * unit_bytes,
                                 u1 > u0 ? 1 : 0, to, lane);
     __pipeline_commit();
@@ -324,9 +335,13 @@ static bool try_split(const MatvecPart& p, int64_t cols, const float* x, cudaStr
     bool launched = false;
     dispatch_type(p.type, [&]<TensorType T>() {
         const int64_t units = cols / split_unit<T>();
-        if (units < kMatvecWarps || (units / kMatvecWarps + 1) * (p.row_bytes / units) + 16 > kStageBytes) return;
-        launch_pdl(matvec1_split_kernel<T>, unsigned(p.rows), kMatvecWarps * 32, size_t(kMatvecWarps) * kStageBytes,
-                   stream, p, cols, x);
+        // A warp's slice is at most units / kMatvecWarps + 1 units, copied from the
+        // 8-byte boundary below it; only that is reserved, so that a block takes a
+        // few KB and all blocks of the product can be resident at once.
+        const int64_t stage_bytes = ((units / kMatvecWarps + 1) * (p.row_bytes / units) + 16 + 15) / 16 * 16;
+        if (units < kMatvecWarps || stage_bytes > kStageBytes) return;
+        launch_pdl(matvec1_split_kernel<T>, unsigned(p.rows), kMatvecWarps * 32, size_t(kMatvecWarps) * stage_bytes,
+                   stream, p, cols, x, int(stage_bytes));
         launched = true;
     });
     return launched;
@@ -348,6 +363,26 @@ static int staged_rows_per_warp(const StagedParts& parts, int room) {
     return row_bytes + 16 <= room ? 1 : 0;
 }
 
+// Launches the staged kernel compiled for the types Ts (any type when empty) if
+// every part is of one of them.
+template <MatvecInput I, int R, bool Swiglu, TensorType... Ts>
+static bool launch_staged_for(const StagedParts& parts, unsigned blocks, int64_t cols, const MatvecIn& in,
+                              cudaStream_t stream) {
+    if constexpr (sizeof...(Ts) > 0)
+        for (int i = 0; i < parts.count; ++i)
+            if (!((parts.part[i].type == Ts) || ...)) return false;
+    static bool configured = [] {
+        ORCD_CUDA_CHECK(cudaFuncSetAttribute(matvec1_kernel<I, R, Swiglu, Ts...>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(staged_smem_bytes(kMaxStagedCols))));
+        return true;
+    }();
+    (void)configured;
+    launch_pdl(matvec1_kernel<I, R, Swiglu, Ts...>, blocks, kMatvecWarps * 32, staged_smem_bytes(cols), stream, parts,
+               cols, in);
+    return true;
+}
+
 template <MatvecInput I, int R, bool Swiglu>
 static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
     unsigned blocks = 0;
@@ -356,14 +391,21 @@ static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in,
         parts.first_block[i] = blocks;
         blocks += unsigned((parts.part[i].rows + rows_per_block - 1) / rows_per_block);
     }
-    static bool configured = [] {
-        ORCD_CUDA_CHECK(cudaFuncSetAttribute(matvec1_kernel<I, R, Swiglu>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             int(staged_smem_bytes(kMaxStagedCols))));
-        return true;
-    }();
-    (void)configured;
-    launch_pdl(matvec1_kernel<I, R, Swiglu>, blocks, kMatvecWarps * 32, staged_smem_bytes(cols), stream, parts, cols,
-               in);
+    // The types of llama.cpp's usual mixes (Q4_K_M, Q5_K_M: Q4_K or Q5_K with Q6_K
+    // for some V products; Q5_0 with Q8_0 where rows do not fit K-quants; Q4_0,
+    // Q8_0), then all. Gate and up share a type in these mixes.
+    using T = TensorType;
+    if (launch_staged_for<I, R, Swiglu, T::Q4_K>(parts, blocks, cols, in, stream) ||
+        launch_staged_for<I, R, Swiglu, T::Q5_0>(parts, blocks, cols, in, stream) ||
+        launch_staged_for<I, R, Swiglu, T::Q8_0>(parts, blocks, cols, in, stream) ||
+        launch_staged_for<I, R, Swiglu, T::Q4_0>(parts, blocks, cols, in, stream))
+        return;
+    if constexpr (!Swiglu)
+        if (launch_staged_for<I, R, Swiglu, T::Q4_K, T::Q6_K>(parts, blocks, cols, in, stream) ||
+            launch_staged_for<I, R, Swiglu, T::Q5_K, T::Q6_K>(parts, blocks, cols, in, stream) ||
+            launch_staged_for<I, R, Swiglu, T::Q5_0, T::Q8_0>(parts, blocks, cols, in, stream))
+            return;
+    launch_staged_for<I, R, Swiglu>(parts, blocks, cols, in, stream);
 }
 
 template <MatvecInput I, bool Swiglu>
