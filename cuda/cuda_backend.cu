@@ -54,6 +54,7 @@ struct PinnedBuffer {
 struct PickBuffers {
     int32_t* indices = nullptr;  // [kMaxTopK]; argmax uses the first
     float* values = nullptr;     // [kMaxTopK]
+    unsigned long long* argmax_state = nullptr;  // [2], zero between calls
 };
 
 class CudaSession final : public BackendSession {
@@ -84,7 +85,8 @@ thread_local CudaSession* t_bound = nullptr;
 
 // Where a session's buffers sit inside its arena.
 struct SessionLayout {
-    size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, counters, pick_indices, pick_values, gemm, kv;
+    size_t ids, positions, x, h, qkv, attn, gate_up, ffn, logits, partials, counters, pick_indices, pick_values,
+        pick_state, gemm, kv;
     size_t gemm_bytes = 0;
     size_t kv_bytes = 0, scratch_bytes = 0, total = 0;
     size_t kv_layer_bytes = 0;  // one of K or V for one layer
@@ -109,6 +111,7 @@ SessionLayout plan_session(const ModelConfig& c, const SessionShape& s) {
     L.counters = a.add(attention_decode_counters(shape) * sizeof(unsigned));
     L.pick_indices = a.add(size_t(Backend::kMaxTopK) * sizeof(int32_t));
     L.pick_values = a.add(size_t(Backend::kMaxTopK) * f);
+    L.pick_state = a.add(2 * sizeof(unsigned long long));
     // The tensor-core products (steps of more than kMatvecMaxTokens tokens); their
     // inputs are n_embd (qkv, gate/up, output), q_dim (o) or n_ff (down) wide.
     if (s.max_batch > kMatvecMaxTokens)
@@ -139,6 +142,8 @@ public:
         ORCD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.indices, Backend::kMaxTopK * sizeof(int32_t)));
         ORCD_CUDA_CHECK(cudaMalloc(&picks_.values, Backend::kMaxTopK * sizeof(float)));
+        ORCD_CUDA_CHECK(cudaMalloc(&picks_.argmax_state, 2 * sizeof(unsigned long long)));
+        ORCD_CUDA_CHECK(cudaMemset(picks_.argmax_state, 0, 2 * sizeof(unsigned long long)));
     }
 
     ~CudaBackend() override {
@@ -147,6 +152,7 @@ public:
         cudaFree(gemm_scratch_);
         cudaFree(picks_.indices);
         cudaFree(picks_.values);
+        cudaFree(picks_.argmax_state);
         cudaStreamDestroy(stream_);
     }
 
@@ -247,6 +253,7 @@ public:
         s->attn_counters = reinterpret_cast<unsigned*>(base + L.counters);
         s->picks.indices = reinterpret_cast<int32_t*>(base + L.pick_indices);
         s->picks.values = reinterpret_cast<float*>(base + L.pick_values);
+        s->picks.argmax_state = reinterpret_cast<unsigned long long*>(base + L.pick_state);
         s->gemm_scratch = L.gemm_bytes ? base + L.gemm : nullptr;
         s->gemm_scratch_bytes = L.gemm_bytes;
         for (int l = 0; l < c.n_layers; ++l) {
@@ -424,7 +431,7 @@ public:
 
     int32_t argmax(const float* x, int n) override {
         const PickBuffers& p = picks();
-        launch_argmax(x, n, p.indices, stream());
+        launch_argmax(x, n, p.indices, p.argmax_state, stream());
         int32_t host = 0;
         int32_t* staged = t_bound ? static_cast<int32_t*>(t_bound->outputs->ptr) : &host;
         ORCD_CUDA_CHECK(cudaMemcpyAsync(staged, p.indices, sizeof(int32_t), cudaMemcpyDeviceToHost, stream()));

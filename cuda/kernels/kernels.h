@@ -116,8 +116,9 @@ void launch_attention_decode(const DecodeAttentionArgs& args, cudaStream_t strea
 // out[i, j] = silu(gate_up[i, j]) * gate_up[i, n_ff + j].
 void launch_swiglu(const float* gate_up, int n, int n_ff, float* out, cudaStream_t stream);
 
-// Index of the largest of n values (the first on ties), written to *result on the device.
-void launch_argmax(const float* x, int n, int32_t* result, cudaStream_t stream);
+// Index of the largest of n values (the first on ties), written to *result on the
+// device. state: two zeroed words that the call uses and leaves zeroed.
+void launch_argmax(const float* x, int n, int32_t* result, unsigned long long* state, cudaStream_t stream);
 
 // The k largest of n values (1 <= k <= n): exactly k (index, value) pairs in no
 // particular order, ties at the k-th value resolved towards lower indices.

@@ -36,7 +36,8 @@
 // v8: staged kernels compiled for the one or two weight types of a launch when
 // those are the common ones (the all-type switch made each kernel 70-450 KB of
 // code, and instruction-cache misses were the top stall reason); the split
-// kernel's stage sized to its slices, so that all its blocks are resident (round 20).
+// kernel's stage sized to its slices, so that all its blocks are resident; the
+// output layer streamed by resident blocks with two stages per warp (round 20).
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -283,6 +284,58 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts 
     }
 }
 
+// One token, one product of many rows (the output layer: ~150k rows) with the
+// norm folded in: as many blocks as are resident at once, each looping over
+// tiles of kMatvecWarps * R rows. A warp's next rows are copied while it decodes
+// its current ones (two stages), and the input is staged once per block instead
+// of once per tile. (A block per tile: 4,752 blocks, 62 % of the copy bandwidth.)
+template <int R, TensorType T>
+__global__ void __launch_bounds__(kMatvecWarps * 32)
+    matvec1_stream_kernel(MatvecPart P, int64_t cols, MatvecIn in, int stage_bytes) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    __shared__ float ss_part[kMatvecWarps];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t tiles = (P.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
+    const auto stage = [&](int s) { return smem + (s * kMatvecWarps + warp) * stage_bytes; };  // s: 0 or 1
+    // Copies this warp's rows of a tile (none past the last) as one commit group;
+    // returns the offset of the first row in the stage.
+    const auto copy_rows = [&](int64_t tile, uint8_t* to) {
+        const int64_t r0 = (tile * kMatvecWarps + warp) * R;
+        const int nr = tile < tiles ? int(min(int64_t(R), P.rows - r0)) : 0;
+        const int lead = stage_rows(P.w + size_t(nr > 0 ? r0 : 0) * P.row_bytes, P.row_bytes, nr, to, lane);
+        __pipeline_commit();
+        return lead;
+    };
+    int64_t tile = blockIdx.x;
+    int lead = copy_rows(tile, stage(0));
+    pdl_enter();
+    float* xs = reinterpret_cast<float*>(smem + 2 * kMatvecWarps * stage_bytes);
+    stage_input<MatvecInput::Norm>(in, cols, xs, ss_part);
+    __syncthreads();
+    const float scale = input_scale<MatvecInput::Norm>(in, cols, ss_part);
+    for (int s = 0; tile < tiles; tile += gridDim.x, s ^= 1) {
+        const int next_lead = copy_rows(tile + gridDim.x, stage(s ^ 1));
+        __pipeline_wait_prior(1);  // this tile's rows are in
+        __syncwarp();
+        const int64_t r0 = (tile * kMatvecWarps + warp) * R;
+        const int nr = int(min(int64_t(R), P.rows - r0));
+        float acc[R];
+#pragma unroll
+        for (int k = 0; k < R; ++k) acc[k] = 0.0f;
+        dot_staged_rows<T, R>(stage(s) + lead, P.row_bytes, nr, cols, xs, lane, acc);
+#pragma unroll
+        for (int k = 0; k < R; ++k) {
+            const float sum = warp_sum(acc[k]) * scale;
+            if (lane == k && k < nr) {
+                float* o = P.out + r0 + k;
+                *o = (P.accumulate ? *o : 0.0f) + sum + (P.bias ? P.bias[r0 + k] : 0.0f);
+            }
+        }
+        __syncwarp();  // the stage is refilled in the next round
+        lead = next_lead;
+    }
+}
+
 // One token, few wide rows (the down product of a small model: 896 rows of 4,864):
 // a block per row, each warp staging and decoding an eighth of it (whole quant
 // blocks), the warps' sums added in a fixed order. One row per warp left ~7 warps
@@ -408,10 +461,56 @@ static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in,
     launch_staged_for<I, R, Swiglu>(parts, blocks, cols, in, stream);
 }
 
+// The streaming kernel for one normed part of many rows (R rows per warp), if its
+// type is one it is compiled for.
+constexpr int64_t kStreamMinRows = 32768;
+
+template <int R>
+static bool try_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
+    bool launched = false;
+    const auto launch = [&]<TensorType T>() {
+        const auto kernel = matvec1_stream_kernel<R, T>;
+        static bool configured = [&] {
+            ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 int(2 * kMatvecWarps * kStageBytes + sizeof(float) * kMaxStagedCols)));
+            return true;
+        }();
+        (void)configured;
+        const int stage_bytes = (R * p.row_bytes + 16 + 15) / 16 * 16;
+        const size_t smem = size_t(2 * kMatvecWarps) * stage_bytes + sizeof(float) * size_t(cols);
+        int device = 0, sms = 0, per_sm = 0;
+        ORCD_CUDA_CHECK(cudaGetDevice(&device));
+        ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, smem));
+        const int64_t tiles = (p.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
+        const unsigned blocks = unsigned(std::min<int64_t>(tiles, int64_t(std::max(1, per_sm)) * sms));
+        launch_pdl(kernel, blocks, kMatvecWarps * 32, smem, stream, p, cols, in, stage_bytes);
+        launched = true;
+    };
+    using T = TensorType;
+    switch (p.type) {
+        case T::Q8_0: launch.template operator()<T::Q8_0>(); break;
+        case T::Q6_K: launch.template operator()<T::Q6_K>(); break;
+        case T::Q4_K: launch.template operator()<T::Q4_K>(); break;
+        case T::Q5_0: launch.template operator()<T::Q5_0>(); break;
+        case T::Q4_0: launch.template operator()<T::Q4_0>(); break;
+        default: break;
+    }
+    return launched;
+}
+
 template <MatvecInput I, bool Swiglu>
 static bool try_staged(const StagedParts& parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
     if (cols > kMaxStagedCols) return false;
-    switch (staged_rows_per_warp(parts, Swiglu ? kUpStage : kStageBytes)) {
+    const int rows_per_warp = staged_rows_per_warp(parts, Swiglu ? kUpStage : kStageBytes);
+    if (I == MatvecInput::Norm && !Swiglu && parts.count == 1 && parts.part[0].rows >= kStreamMinRows) {
+        const bool streamed = rows_per_warp == 4   ? try_stream<4>(parts.part[0], cols, in, stream)
+                              : rows_per_warp == 2 ? try_stream<2>(parts.part[0], cols, in, stream)
+                              : rows_per_warp == 1 ? try_stream<1>(parts.part[0], cols, in, stream)
+                                                   : false;
+        if (streamed) return true;
+    }
+    switch (rows_per_warp) {
         case 4: launch_staged_r<I, 4, Swiglu>(parts, cols, in, stream); return true;
         case 2: launch_staged_r<I, 2, Swiglu>(parts, cols, in, stream); return true;
         case 1: launch_staged_r<I, 1, Swiglu>(parts, cols, in, stream); return true;

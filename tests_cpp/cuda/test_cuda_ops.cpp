@@ -321,12 +321,27 @@ TEST_F(CudaOps, Swiglu) {
     }
 }
 
+// Many blocks share one result word, so: sizes that are no multiple of a block's
+// slice or of 4, an unaligned start, ties (the lowest index wins), all-negative
+// values, and calls in a row (each must leave the shared state as it found it).
 TEST_F(CudaOps, Argmax) {
-    for (int n : {1, 1000, 151936}) {
-        auto x = random_floats(size_t(n), rng, -10, 10);
-        x[size_t(n) * 3 / 4] = 50.0f;
-        DeviceVec<float> dx(x);
-        EXPECT_EQ(gpu->argmax(dx.ptr, n), cpu->argmax(x.data(), n)) << "n " << n;
+    for (int n : {1, 3, 1000, 16385, 151936, 152064}) {
+        for (int offset : {0, 1}) {
+            auto x = random_floats(size_t(n + offset), rng, -10, 10);
+            x[size_t(offset) + size_t(n) * 3 / 4] = 50.0f;
+            DeviceVec<float> dx(x);
+            const float* xs = x.data() + offset;
+            EXPECT_EQ(gpu->argmax(dx.ptr + offset, n), cpu->argmax(xs, n)) << "n " << n << " offset " << offset;
+            if (n < 1000) continue;
+            x[size_t(offset) + size_t(n) / 5] = 50.0f;  // a tie, earlier
+            x[size_t(offset) + size_t(n) - 1] = 50.0f;  // and one later
+            DeviceVec<float> tie(x);
+            EXPECT_EQ(gpu->argmax(tie.ptr + offset, n), int32_t(n / 5)) << "n " << n << " offset " << offset;
+            for (float& v : x) v = -std::abs(v) - 1.0f;
+            x[size_t(offset) + 7] = -0.5f;
+            DeviceVec<float> negative(x);
+            EXPECT_EQ(gpu->argmax(negative.ptr + offset, n), 7) << "n " << n << " offset " << offset;
+        }
     }
 }
 
@@ -369,6 +384,31 @@ TEST_F(CudaOps, NormedMatmulsAndNormedSwiglu) {
                 EXPECT_LT(rel_error(ffn.host(), ref2), n <= 8 ? 2e-5 : 2e-3) << "swiglu, n " << n << " fused " << fused;
             }
         }
+    }
+}
+
+// One token through a normed product of many rows (an output layer): resident
+// blocks loop over the rows with two stages per warp. Rows no multiple of a
+// tile, one, two and four rows per warp (row widths), a bias, and a type the
+// streaming kernel is not compiled for (F16: the one-block-per-tile kernel).
+TEST_F(CudaOps, NormedMatmulOfManyRows) {
+    struct Case { TensorType type; uint64_t dim; };
+    const Case cases[] = {{TensorType::Q8_0, 896},  {TensorType::Q8_0, 1536}, {TensorType::Q6_K, 4096},
+                          {TensorType::Q4_K, 1024}, {TensorType::Q5_0, 896},  {TensorType::Q4_0, 2048},
+                          {TensorType::F16, 512}};
+    const int rows = 33001;
+    for (const Case& c : cases) {
+        SCOPED_TRACE(std::string(gguf::traits(c.type).name) + " x " + std::to_string(c.dim));
+        WeightSet ws;
+        build_weights(ws, {{"norm", TensorType::F32, c.dim, 1}, {"out", c.type, c.dim, rows}, {"b", TensorType::F32, rows, 1}},
+                      *cpu, *gpu, rng);
+        auto x = random_floats(c.dim, rng, -3, 3);
+        std::vector<float> h(c.dim), ref(rows);
+        cpu->normed_matmuls(x.data(), ws.cpu[0], 1e-6f, 1, int(c.dim), h.data(), {{ws.cpu[1], ws.cpu[2], 0}}, ref.data(),
+                            rows);
+        DeviceVec<float> dx(x), dh(h), out(std::vector<float>(rows, NAN));
+        gpu->normed_matmuls(dx.ptr, ws.gpu[0], 1e-6f, 1, int(c.dim), dh.ptr, {{ws.gpu[1], ws.gpu[2], 0}}, out.ptr, rows);
+        EXPECT_LT(rel_error(out.host(), ref), 2e-5);
     }
 }
 
