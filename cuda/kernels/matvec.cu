@@ -37,7 +37,11 @@
 // those are the common ones (the all-type switch made each kernel 70-450 KB of
 // code, and instruction-cache misses were the top stall reason); the split
 // kernel's stage sized to its slices, so that all its blocks are resident; the
-// output layer streamed by resident blocks with two stages per warp (round 20).
+// output layer streamed by resident blocks with two stages per warp (round 20),
+// its rows staged with one bulk copy (TMA) per warp and stage: 77.8 -> 71.3 us
+// (round 21; the same copies made the short products ~0.5 us slower each, so
+// they keep their 8-byte asynchronous copies). One row per warp while all blocks
+// fit on the GPU at once (round 22).
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -45,6 +49,7 @@
 #include <vector>
 
 #include "cuda_check.h"
+#include "kernels/bulk_copy.cuh"
 #include "kernels/dequant.cuh"
 #include "kernels/dot_group.cuh"
 #include "kernels/kernels.h"
@@ -296,27 +301,38 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     __shared__ float ss_part[kMatvecWarps];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t tiles = (P.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
+    __shared__ uint64_t rows_in[2][kMatvecWarps];  // a warp's stage s has its rows
     const auto stage = [&](int s) { return smem + (s * kMatvecWarps + warp) * stage_bytes; };  // s: 0 or 1
-    // Copies this warp's rows of a tile (none past the last) as one commit group;
+    if (lane == 0) {
+        bulk_barrier_init(&rows_in[0][warp]);
+        bulk_barrier_init(&rows_in[1][warp]);
+    }
+    __syncwarp();
+    // Copies this warp's rows of a tile (none past the last) into stage s with one
+    // bulk copy, from the 16-byte boundary at or below the first row (the same
+    // tensor) to at most 15 bytes after the last (inside the 256-aligned arena);
     // returns the offset of the first row in the stage.
-    const auto copy_rows = [&](int64_t tile, uint8_t* to) {
+    const auto copy_rows = [&](int64_t tile, int s) {
         const int64_t r0 = (tile * kMatvecWarps + warp) * R;
         const int nr = tile < tiles ? int(min(int64_t(R), P.rows - r0)) : 0;
-        const int lead = stage_rows(P.w + size_t(nr > 0 ? r0 : 0) * P.row_bytes, P.row_bytes, nr, to, lane);
-        __pipeline_commit();
-        return lead;
+        const AlignedRange r = aligned_range(P.w + size_t(nr > 0 ? r0 : 0) * P.row_bytes, nr * P.row_bytes);
+        if (lane == 0) {
+            bulk_arm(&rows_in[s][warp], r.bytes);
+            if (r.bytes > 0) bulk_copy(stage(s), r.from, r.bytes, &rows_in[s][warp]);
+        }
+        return r.lead;
     };
     int64_t tile = blockIdx.x;
-    int lead = copy_rows(tile, stage(0));
+    int lead = copy_rows(tile, 0);
     pdl_enter();
     float* xs = reinterpret_cast<float*>(smem + 2 * kMatvecWarps * stage_bytes);
     stage_input<MatvecInput::Norm>(in, cols, xs, ss_part);
     __syncthreads();
     const float scale = input_scale<MatvecInput::Norm>(in, cols, ss_part);
-    for (int s = 0; tile < tiles; tile += gridDim.x, s ^= 1) {
-        const int next_lead = copy_rows(tile + gridDim.x, stage(s ^ 1));
-        __pipeline_wait_prior(1);  // this tile's rows are in
-        __syncwarp();
+    for (int round = 0; tile < tiles; tile += gridDim.x, ++round) {
+        const int s = round & 1;  // this round is stage s's use number round / 2
+        const int next_lead = copy_rows(tile + gridDim.x, s ^ 1);
+        bulk_wait(&rows_in[s][warp], (round >> 1) & 1);
         const int64_t r0 = (tile * kMatvecWarps + warp) * R;
         const int nr = int(min(int64_t(R), P.rows - r0));
         float acc[R];
@@ -400,20 +416,35 @@ static bool try_split(const MatvecPart& p, int64_t cols, const float* x, cudaStr
     return launched;
 }
 
-// Rows per warp of the staged kernel for these parts (each staged row range, at
-// most `room` bytes with its alignment slack, must fit), or 0 when a row does not.
-// Several rows per warp only for products of many rows: they load (and
-// normalise) the input once for all of them, and fewer blocks recompute the norm.
-static int staged_rows_per_warp(const StagedParts& parts, int room) {
-    int64_t rows = 0;
+// The widest row of these parts, and the most rows per warp (4, 2 or 1) whose
+// staged range (with its alignment slack) fits `room`; 0 when a row does not.
+static int widest_rows_per_warp(const StagedParts& parts, int room) {
     int row_bytes = 0;
-    for (int i = 0; i < parts.count; ++i) {
-        rows += parts.part[i].rows;
-        row_bytes = std::max(row_bytes, parts.part[i].row_bytes);
-    }
-    for (int r : {4, 2})
-        if (rows >= 4096 && r * row_bytes + 16 <= room) return r;
-    return row_bytes + 16 <= room ? 1 : 0;
+    for (int i = 0; i < parts.count; ++i) row_bytes = std::max(row_bytes, parts.part[i].row_bytes);
+    for (int r : {4, 2, 1})
+        if (r * row_bytes + 16 <= room) return r;
+    return 0;
+}
+
+// Rows per warp of the staged kernel: one while a block per 8 rows still fits on
+// the GPU at once (5 blocks per SM: at most 64 registers and 37 KB of shared
+// memory each), else the most that fit `room`. 4,864 rows on 132 SMs at 1 row
+// per warp make 608 blocks, at most 5 per SM = 40 rows; at 2 rows per warp, some
+// SMs got 3 blocks of 16 rows and others 2 (48), and those SMs set the time.
+static int staged_rows_per_warp(const StagedParts& parts, int room, bool swiglu, int sms) {
+    constexpr int kResidentPerSm = 5;
+    const int widest = widest_rows_per_warp(parts, room);
+    int64_t blocks = 0;
+    for (int i = 0; i < (swiglu ? 1 : parts.count); ++i)
+        blocks += (parts.part[i].rows + kMatvecWarps - 1) / kMatvecWarps;
+    return widest > 0 && blocks <= int64_t(kResidentPerSm) * sms ? 1 : widest;
+}
+
+static int multiprocessors() {
+    int device = 0, sms = 0;
+    ORCD_CUDA_CHECK(cudaGetDevice(&device));
+    ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms;
 }
 
 // Launches the staged kernel compiled for the types Ts (any type when empty) if
@@ -471,16 +502,15 @@ static bool try_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, cu
     const auto launch = [&]<TensorType T>() {
         const auto kernel = matvec1_stream_kernel<R, T>;
         static bool configured = [&] {
-            ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 int(2 * kMatvecWarps * kStageBytes + sizeof(float) * kMaxStagedCols)));
+            const size_t most = 2 * kMatvecWarps * (kStageBytes + 16) + sizeof(float) * kMaxStagedCols;
+            ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(most)));
             return true;
         }();
         (void)configured;
-        const int stage_bytes = (R * p.row_bytes + 16 + 15) / 16 * 16;
+        const int stage_bytes = (R * p.row_bytes + 32 + 15) / 16 * 16;  // 15 bytes of slack either side
         const size_t smem = size_t(2 * kMatvecWarps) * stage_bytes + sizeof(float) * size_t(cols);
-        int device = 0, sms = 0, per_sm = 0;
-        ORCD_CUDA_CHECK(cudaGetDevice(&device));
-        ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        const int sms = multiprocessors();
+        int per_sm = 0;
         ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, smem));
         const int64_t tiles = (p.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
         const unsigned blocks = unsigned(std::min<int64_t>(tiles, int64_t(std::max(1, per_sm)) * sms));
@@ -502,15 +532,16 @@ static bool try_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, cu
 template <MatvecInput I, bool Swiglu>
 static bool try_staged(const StagedParts& parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
     if (cols > kMaxStagedCols) return false;
-    const int rows_per_warp = staged_rows_per_warp(parts, Swiglu ? kUpStage : kStageBytes);
+    const int room = Swiglu ? kUpStage : kStageBytes;
     if (I == MatvecInput::Norm && !Swiglu && parts.count == 1 && parts.part[0].rows >= kStreamMinRows) {
-        const bool streamed = rows_per_warp == 4   ? try_stream<4>(parts.part[0], cols, in, stream)
-                              : rows_per_warp == 2 ? try_stream<2>(parts.part[0], cols, in, stream)
-                              : rows_per_warp == 1 ? try_stream<1>(parts.part[0], cols, in, stream)
-                                                   : false;
+        const int widest = widest_rows_per_warp(parts, room);
+        const bool streamed = widest == 4   ? try_stream<4>(parts.part[0], cols, in, stream)
+                              : widest == 2 ? try_stream<2>(parts.part[0], cols, in, stream)
+                              : widest == 1 ? try_stream<1>(parts.part[0], cols, in, stream)
+                                            : false;
         if (streamed) return true;
     }
-    switch (rows_per_warp) {
+    switch (staged_rows_per_warp(parts, room, Swiglu, multiprocessors())) {
         case 4: launch_staged_r<I, 4, Swiglu>(parts, cols, in, stream); return true;
         case 2: launch_staged_r<I, 2, Swiglu>(parts, cols, in, stream); return true;
         case 1: launch_staged_r<I, 1, Swiglu>(parts, cols, in, stream); return true;

@@ -387,28 +387,33 @@ TEST_F(CudaOps, NormedMatmulsAndNormedSwiglu) {
     }
 }
 
-// One token through a normed product of many rows (an output layer): resident
-// blocks loop over the rows with two stages per warp. Rows no multiple of a
-// tile, one, two and four rows per warp (row widths), a bias, and a type the
-// streaming kernel is not compiled for (F16: the one-block-per-tile kernel).
+// One token through a normed product of many rows: 9,001 rows take several rows
+// per warp (more blocks than fit on the GPU at once), and 33,001 (an output
+// layer) are streamed by resident blocks with two stages per warp. Rows no
+// multiple of a tile, one, two and four rows per warp (row widths), a bias, and
+// a type the streaming kernel is not compiled for (F16: the staged kernel).
 TEST_F(CudaOps, NormedMatmulOfManyRows) {
     struct Case { TensorType type; uint64_t dim; };
     const Case cases[] = {{TensorType::Q8_0, 896},  {TensorType::Q8_0, 1536}, {TensorType::Q6_K, 4096},
                           {TensorType::Q4_K, 1024}, {TensorType::Q5_0, 896},  {TensorType::Q4_0, 2048},
                           {TensorType::F16, 512}};
-    const int rows = 33001;
     for (const Case& c : cases) {
-        SCOPED_TRACE(std::string(gguf::traits(c.type).name) + " x " + std::to_string(c.dim));
-        WeightSet ws;
-        build_weights(ws, {{"norm", TensorType::F32, c.dim, 1}, {"out", c.type, c.dim, rows}, {"b", TensorType::F32, rows, 1}},
-                      *cpu, *gpu, rng);
-        auto x = random_floats(c.dim, rng, -3, 3);
-        std::vector<float> h(c.dim), ref(rows);
-        cpu->normed_matmuls(x.data(), ws.cpu[0], 1e-6f, 1, int(c.dim), h.data(), {{ws.cpu[1], ws.cpu[2], 0}}, ref.data(),
-                            rows);
-        DeviceVec<float> dx(x), dh(h), out(std::vector<float>(rows, NAN));
-        gpu->normed_matmuls(dx.ptr, ws.gpu[0], 1e-6f, 1, int(c.dim), dh.ptr, {{ws.gpu[1], ws.gpu[2], 0}}, out.ptr, rows);
-        EXPECT_LT(rel_error(out.host(), ref), 2e-5);
+        for (int rows : {9001, 33001}) {
+            SCOPED_TRACE(std::string(gguf::traits(c.type).name) + " x " + std::to_string(c.dim) + ", rows " +
+                         std::to_string(rows));
+            WeightSet ws;
+            build_weights(ws, {{"norm", TensorType::F32, c.dim, 1}, {"out", c.type, c.dim, uint64_t(rows)},
+                               {"b", TensorType::F32, uint64_t(rows), 1}},
+                          *cpu, *gpu, rng);
+            auto x = random_floats(c.dim, rng, -3, 3);
+            std::vector<float> h(c.dim), ref(static_cast<size_t>(rows));
+            cpu->normed_matmuls(x.data(), ws.cpu[0], 1e-6f, 1, int(c.dim), h.data(), {{ws.cpu[1], ws.cpu[2], 0}},
+                                ref.data(), rows);
+            DeviceVec<float> dx(x), dh(h), out(std::vector<float>(static_cast<size_t>(rows), NAN));
+            gpu->normed_matmuls(dx.ptr, ws.gpu[0], 1e-6f, 1, int(c.dim), dh.ptr, {{ws.gpu[1], ws.gpu[2], 0}}, out.ptr,
+                                rows);
+            EXPECT_LT(rel_error(out.host(), ref), 2e-5);
+        }
     }
 }
 
