@@ -70,13 +70,14 @@ __host__ __device__ constexpr int attn_lanes_per_key(int head_dim) {
     return lanes;
 }
 
-// Dynamic shared memory of an item: the K and V ring, then the rotated q heads;
-// the ring is reused for the warps' states at the end.
+// Dynamic shared memory of an item: the K and V ring, the rotated q heads, then
+// q, k and v as qkv holds them (group + 2 rows); the ring is reused for the
+// warps' states at the end.
 __host__ __device__ constexpr size_t attn_ring_bytes(int head_dim) {
     return sizeof(__half) * 2 * size_t(kAttnStages) * kAttnTileKeys * head_dim;
 }
 __host__ __device__ constexpr size_t attn_item_smem_bytes(int group, int head_dim) {
-    return attn_ring_bytes(head_dim) + sizeof(float) * size_t(group) * head_dim;
+    return attn_ring_bytes(head_dim) + sizeof(float) * size_t(2 * group + 2) * head_dim;
 }
 static_assert(attn_ring_bytes(8) >= sizeof(float) * kWarps * kAttnMaxGroup * (8 + 2),
               "the ring holds the warps' states");
@@ -274,33 +275,50 @@ __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, 
     const bool has_piece = piece < head_dim / 8;  // head_dim 96: 12 of 16 lanes
     __half* ring = reinterpret_cast<__half*>(smem);
     float* qs = reinterpret_cast<float*>(smem + attn_ring_bytes(head_dim));  // [nh][head_dim]
+    float* raw = qs + size_t(it.nh) * head_dim;  // [nh + 2][head_dim]: q heads, new k, new v from qkv
     __shared__ __align__(16) __half fresh[2][kAttnMaxHeadDim];  // the new position's k (rotated) and v
     const int half = p.rope_dim / 2;
     const bool holds_new = it.pos >= it.begin && it.pos < it.end;
     // Element d of a head after rotation: rotated pairs below rope_dim, copied above.
     auto rotated = [&](const float* head, int d) {
-        if (!p.rope_store || d >= p.rope_dim) return __ldcg(head + d);
+        if (!p.rope_store || d >= p.rope_dim) return head[d];
         const int i = p.neox ? (d < half ? d : d - half) : d / 2;
         int a, b;
         rope_pair(p.neox, i, half, a, b);
-        const float x0 = __ldcg(head + a), x1 = __ldcg(head + b);
+        const float x0 = head[a], x1 = head[b];
         return d == a ? x0 * rot[i].x - x1 * rot[i].y : x0 * rot[i].y + x1 * rot[i].x;
     };
-    for (int i = threadIdx.x; i < it.nh * head_dim; i += kThreads)
-        qs[i] = rotated(p.qkv + size_t(it.h0 + i / head_dim) * head_dim, i % head_dim) * p.scale;
-    const size_t new_row = (size_t(it.kvh) * p.max_context + it.pos) * head_dim;
+    // The item's q heads and, in the split holding the new position, its k and v
+    // are copied from qkv in 16-byte pieces, all in flight at once (one round trip
+    // to L2 however many heads), then rotated from shared memory: q scaled into
+    // qs, k and v as the cache holds them (fp16) into `fresh`. One item of the
+    // split stores them in the cache; every item uses its own copy. Without the
+    // fused rotation, the store before wrote them and they come from the cache.
+    const int q_elems = it.nh * head_dim;
+    const float* k_in = p.qkv + size_t(p.n_heads + it.kvh) * head_dim;
+    const float* v_in = p.qkv + size_t(p.n_heads + p.n_kv_heads + it.kvh) * head_dim;
+    {
+        const int q_pieces = q_elems / 4, kv_pieces = holds_new && p.rope_store ? head_dim / 4 : 0;
+        for (int e = threadIdx.x; e < q_pieces + 2 * kv_pieces; e += kThreads) {
+            const float* from = e < q_pieces               ? p.qkv + size_t(it.h0) * head_dim + 4 * e
+                                : e < q_pieces + kv_pieces ? k_in + 4 * (e - q_pieces)
+                                                           : v_in + 4 * (e - q_pieces - kv_pieces);
+            __pipeline_memcpy_async(raw + 4 * e, from, 16);
+        }
+        __pipeline_commit();
+        __pipeline_wait_prior(0);
+        __syncthreads();
+    }
+    for (int i = threadIdx.x; i < q_elems; i += kThreads)
+        qs[i] = rotated(raw + size_t(i / head_dim) * head_dim, i % head_dim) * p.scale;
     if (holds_new) {
-        // The new position's k and v as the cache holds them (fp16): from qkv with
-        // the rotation here, else from the cache that the store before wrote.
-        // One item of the split stores them; every item uses its own copy.
-        const float* k_in = p.qkv + size_t(p.n_heads + it.kvh) * head_dim;
-        const float* v_in = p.qkv + size_t(p.n_heads + p.n_kv_heads + it.kvh) * head_dim;
+        const size_t new_row = (size_t(it.kvh) * p.max_context + it.pos) * head_dim;
         const bool store = it.h0 == it.kvh * (p.n_heads / p.n_kv_heads);
         for (int d = threadIdx.x; d < head_dim; d += kThreads) {
             __half k, v;
             if (p.rope_store) {
-                k = __float2half_rn(rotated(k_in, d));
-                v = __float2half_rn(__ldcg(v_in + d));
+                k = __float2half_rn(rotated(raw + q_elems, d));
+                v = __float2half_rn(raw[q_elems + head_dim + d]);
                 if (store) {
                     p.k_cache[new_row + d] = k;
                     p.v_cache[new_row + d] = v;
