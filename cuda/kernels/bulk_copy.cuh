@@ -2,7 +2,7 @@
 // (cp.async.bulk), each completing on an mbarrier: one instruction per copy
 // instead of one 8-byte asynchronous copy per lane and step. The output layer's
 // streaming product stages its rows this way (77.8 -> 71.3 us per token); the
-// short products do not (each got ~0.5 us slower with it: bench/NOTES.md, round 21).
+// short products do not (each got 0.2-0.8 us slower with it: bench/NOTES.md, round 22).
 //
 // Use: one thread initialises a barrier (bulk_barrier_init) and, per phase,
 // arms it with the phase's byte count (bulk_arm) and issues its copies

@@ -36,12 +36,12 @@
 // v8: staged kernels compiled for the one or two weight types of a launch when
 // those are the common ones (the all-type switch made each kernel 70-450 KB of
 // code, and instruction-cache misses were the top stall reason); the split
-// kernel's stage sized to its slices, so that all its blocks are resident; the
-// output layer streamed by resident blocks with two stages per warp (round 20),
-// its rows staged with one bulk copy (TMA) per warp and stage: 77.8 -> 71.3 us
-// (round 21; the same copies made the short products ~0.5 us slower each, so
-// they keep their 8-byte asynchronous copies). One row per warp while all blocks
-// fit on the GPU at once (round 22).
+// kernel's stage sized to its slices, so that all its blocks are resident
+// (round 20). The output layer streamed by resident blocks with two stages per
+// warp (round 21), its rows staged with one bulk copy (TMA) per warp and stage:
+// 77.8 -> 71.3 us (round 22; the same copies made the short products 0.2-0.8 us
+// slower each, so they keep their 8-byte asynchronous copies). One row per warp
+// while all blocks fit on the GPU at once (round 23).
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -416,8 +416,8 @@ static bool try_split(const MatvecPart& p, int64_t cols, const float* x, cudaStr
     return launched;
 }
 
-// The widest row of these parts, and the most rows per warp (4, 2 or 1) whose
-// staged range (with its alignment slack) fits `room`; 0 when a row does not.
+// The most rows per warp (4, 2 or 1) whose staged range, for the widest rows of
+// these parts and with its alignment slack, fits `room`; 0 when one row does not.
 static int widest_rows_per_warp(const StagedParts& parts, int room) {
     int row_bytes = 0;
     for (int i = 0; i < parts.count; ++i) row_bytes = std::max(row_bytes, parts.part[i].row_bytes);
