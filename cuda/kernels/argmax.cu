@@ -13,6 +13,7 @@
 #include "cuda_check.h"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
+#include "kernels/order_key.cuh"
 
 namespace orcd::cuda {
 
@@ -20,12 +21,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kQuadsPerThread = 4;
-
-// Keys whose unsigned order is the floats' order (as in top_k.cu).
-__device__ __forceinline__ uint32_t order_key(float f) {
-    const uint32_t u = __float_as_uint(f == 0.0f ? 0.0f : f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
 
 __device__ __forceinline__ unsigned long long pack(float v, int i) {
     return (static_cast<unsigned long long>(order_key(v)) << 32) | (0xffffffffu - static_cast<uint32_t>(i));

@@ -306,7 +306,7 @@ __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, 
             __pipeline_memcpy_async(raw + 4 * e, from, 16);
         }
         __pipeline_commit();
-        __pipeline_wait_prior(0);
+        __pipeline_wait_prior(0);  // also the ring's first tiles, issued long before
         __syncthreads();
     }
     for (int i = threadIdx.x; i < q_elems; i += kThreads)

@@ -10,18 +10,13 @@
 #include "cuda_check.h"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
+#include "kernels/order_key.cuh"
 
 namespace orcd::cuda {
 
 namespace {
 
 constexpr int kThreads = 1024;
-
-// Keys whose unsigned order is the floats' order; -0 and +0 get one key, as they compare equal.
-__device__ __forceinline__ uint32_t order_key(float f) {
-    const uint32_t u = __float_as_uint(f == 0.0f ? 0.0f : f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
 
 __global__ void __launch_bounds__(kThreads) top_k_kernel(const float* x, int n, int k, int32_t* indices, float* values) {
     __shared__ unsigned hist[256];
