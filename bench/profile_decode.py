@@ -7,18 +7,12 @@ import ctypes
 import sys
 import time
 
-import numpy as np
-
-import orcd
+from decode_session import warm_greedy_session
 
 path = sys.argv[1]
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 100
 context = int(sys.argv[3]) if len(sys.argv) > 3 else 64
-m = orcd.Model(path, device="cuda")
-s = m.session(max_context=context + steps + 16)
-tok = s.prefill_greedy(np.random.default_rng(0).integers(0, m.config.n_vocab, context).astype(np.int32))
-for _ in range(4):
-    tok = s.decode_greedy(tok)
+s, tok = warm_greedy_session(path, context, steps, warmup=4)
 cuda = ctypes.CDLL("libcuda.so.1")
 cuda.cuProfilerStart()
 t0 = time.perf_counter()

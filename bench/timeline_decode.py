@@ -15,11 +15,9 @@ import os
 import sys
 import tempfile
 
-import numpy as np
 import torch  # noqa: F401  (CUDA context and CUPTI)
+from decode_session import warm_greedy_session
 from torch.profiler import ProfilerActivity, profile
-
-import orcd
 
 
 def short_name(full: str) -> str:
@@ -37,11 +35,7 @@ def main() -> None:
     path = sys.argv[1]
     context = int(sys.argv[2]) if len(sys.argv) > 2 else 64
     steps = int(sys.argv[3]) if len(sys.argv) > 3 else 8
-    m = orcd.Model(path, device="cuda")
-    s = m.session(max_context=context + steps + 32)
-    tok = s.prefill_greedy(np.random.default_rng(0).integers(0, m.config.n_vocab, context).astype(np.int32))
-    for _ in range(8):
-        tok = s.decode_greedy(tok)
+    s, tok = warm_greedy_session(path, context, steps, warmup=8)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
             tok = s.decode_greedy(tok)

@@ -170,63 +170,45 @@ ORCD_HD inline void dequantize_block(const block_q3_k& b, float* out) {
 }
 
 // Q4_K/Q5_K element i: sub-block i/32; sub-blocks 2g and 2g+1 share the 32
-// bytes qs[32g..], low then high nibbles.
+// bytes qs[32g..], low then high nibbles. Q5_K adds a fifth bit: bit `sub` of
+// qh[j] for element j of sub-block `sub`. The two types differ in nothing else.
 ORCD_HD inline int k_nibble(const uint8_t* qs, int i) {
     const int sub = i / 32;
     return (qs[32 * (sub / 2) + i % 32] >> (4 * (sub % 2))) & 0x0f;
 }
-ORCD_HD inline float dequantize_element(const block_q4_k& b, int i) {
+ORCD_HD inline int k_fifth_bit(const block_q4_k&, int, int) { return 0; }
+ORCD_HD inline int k_fifth_bit(const block_q5_k& b, int sub, int j) { return ((b.qh[j] >> sub) & 1) << 4; }
+
+template <typename Block>  // block_q4_k or block_q5_k
+ORCD_HD inline float dequantize_k_element(const Block& b, int i) {
     int scale, min;
     k_scale_min(b.scales, i / 32, scale, min);
     const float dl = mul_rn(fp16_to_float(b.d), float(scale));
     const float ml = mul_rn(fp16_to_float(b.dmin), float(min));
-    return sub_rn(mul_rn(dl, float(k_nibble(b.qs, i))), ml);
+    return sub_rn(mul_rn(dl, float(k_nibble(b.qs, i) | k_fifth_bit(b, i / 32, i % 32))), ml);
 }
-ORCD_HD inline void dequantize_block(const block_q4_k& b, float* out) {
+template <typename Block>
+ORCD_HD inline void dequantize_k_block(const Block& b, float* out) {
     const float d = fp16_to_float(b.d), dmin = fp16_to_float(b.dmin);
     for (int pair = 0; pair < 4; ++pair) {  // sub-blocks 2*pair (low nibbles) and 2*pair+1 (high)
+        const int low = 2 * pair, high = 2 * pair + 1;
         int scale_low, min_low, scale_high, min_high;
-        k_scale_min(b.scales, 2 * pair, scale_low, min_low);
-        k_scale_min(b.scales, 2 * pair + 1, scale_high, min_high);
+        k_scale_min(b.scales, low, scale_low, min_low);
+        k_scale_min(b.scales, high, scale_high, min_high);
         const float dl_low = mul_rn(d, float(scale_low)), ml_low = mul_rn(dmin, float(min_low));
         const float dl_high = mul_rn(d, float(scale_high)), ml_high = mul_rn(dmin, float(min_high));
         const uint8_t* qs = b.qs + 32 * pair;
         float* o = out + 64 * pair;
         for (int j = 0; j < 32; ++j) {
-            o[j] = sub_rn(mul_rn(dl_low, float(qs[j] & 0x0f)), ml_low);
-            o[j + 32] = sub_rn(mul_rn(dl_high, float(qs[j] >> 4)), ml_high);
+            o[j] = sub_rn(mul_rn(dl_low, float((qs[j] & 0x0f) | k_fifth_bit(b, low, j))), ml_low);
+            o[j + 32] = sub_rn(mul_rn(dl_high, float((qs[j] >> 4) | k_fifth_bit(b, high, j))), ml_high);
         }
     }
 }
-
-ORCD_HD inline int q5_k_value(const block_q5_k& b, int i) {
-    return k_nibble(b.qs, i) | ((b.qh[i % 32] >> (i / 32)) & 1) << 4;
-}
-ORCD_HD inline float dequantize_element(const block_q5_k& b, int i) {
-    int scale, min;
-    k_scale_min(b.scales, i / 32, scale, min);
-    const float dl = mul_rn(fp16_to_float(b.d), float(scale));
-    const float ml = mul_rn(fp16_to_float(b.dmin), float(min));
-    return sub_rn(mul_rn(dl, float(q5_k_value(b, i))), ml);
-}
-ORCD_HD inline void dequantize_block(const block_q5_k& b, float* out) {
-    const float d = fp16_to_float(b.d), dmin = fp16_to_float(b.dmin);
-    for (int pair = 0; pair < 4; ++pair) {
-        int scale_low, min_low, scale_high, min_high;
-        k_scale_min(b.scales, 2 * pair, scale_low, min_low);
-        k_scale_min(b.scales, 2 * pair + 1, scale_high, min_high);
-        const float dl_low = mul_rn(d, float(scale_low)), ml_low = mul_rn(dmin, float(min_low));
-        const float dl_high = mul_rn(d, float(scale_high)), ml_high = mul_rn(dmin, float(min_high));
-        const uint8_t* qs = b.qs + 32 * pair;
-        float* o = out + 64 * pair;
-        for (int j = 0; j < 32; ++j) {
-            const int q_low = (qs[j] & 0x0f) | ((b.qh[j] >> (2 * pair)) & 1) << 4;
-            const int q_high = (qs[j] >> 4) | ((b.qh[j] >> (2 * pair + 1)) & 1) << 4;
-            o[j] = sub_rn(mul_rn(dl_low, float(q_low)), ml_low);
-            o[j + 32] = sub_rn(mul_rn(dl_high, float(q_high)), ml_high);
-        }
-    }
-}
+ORCD_HD inline float dequantize_element(const block_q4_k& b, int i) { return dequantize_k_element(b, i); }
+ORCD_HD inline void dequantize_block(const block_q4_k& b, float* out) { dequantize_k_block(b, out); }
+ORCD_HD inline float dequantize_element(const block_q5_k& b, int i) { return dequantize_k_element(b, i); }
+ORCD_HD inline void dequantize_block(const block_q5_k& b, float* out) { dequantize_k_block(b, out); }
 
 // Q6_K element i: each 128-element half takes 64 bytes of ql (low nibbles for
 // the first 64 elements, high for the next) and 32 bytes of qh (four 2-bit planes).
