@@ -20,7 +20,9 @@
 #   LLAMA_SRC  llama.cpp sources as `bench/llama_cpp.sh fetch DEST` extracts them (on a
 #              machine with network access; this one needs none)
 #   LLAMA_BUILD  where llama-bench is built (default /tmp/llama-build; an existing
-#              binary there is reused, an interrupted build resumes)
+#              binary there is reused, an interrupted build resumes). The build runs
+#              in the background from the start, beside the untimed stages; stages
+#              bench and llama wait for it
 set -uo pipefail
 SRC=$(realpath "$1"); MODELS=$(realpath "$2"); OUT=$(realpath "$3"); GTEST_SRC=${4:-}
 SYNTH=${5:-$MODELS/../tools/synth_gguf.py}
@@ -50,6 +52,20 @@ if has build; then
   cp "$BUILD"/_core*.so "$SRC/python/orcd/"
 fi
 export PYTHONPATH="$SRC/python${PYTHONPATH:+:$PYTHONPATH}"
+
+# llama-bench builds (minutes, CPU only) beside the GPU stages that do not time
+# anything; the timed stages wait for it (see stage llama).
+llama_build_pid=
+if has llama && [ -n "${LLAMA_SRC:-}" ]; then
+  nice -n 10 bash "$SRC/bench/llama_cpp.sh" build "$LLAMA_SRC" "${LLAMA_BUILD:-/tmp/llama-build}" "$OUT" \
+    > "$OUT/llama_build_stage.log" 2>&1 &
+  llama_build_pid=$!
+fi
+wait_for_llama_build() {
+  [ -n "$llama_build_pid" ] || return 0
+  wait "$llama_build_pid"; llama_build_pid=
+  cat "$OUT/llama_build_stage.log"
+}
 
 if has ctest; then
   say ctest
@@ -86,6 +102,7 @@ fi
 
 if has bench; then
   say bench
+  wait_for_llama_build
   python3 -c "
 import torch
 x = torch.empty(1 << 30, dtype=torch.uint8, device='cuda'); y = torch.empty_like(x)
@@ -128,6 +145,7 @@ fi
 if has llama; then
   say "llama: llama.cpp llama-bench on the same model"
   if [ -n "${LLAMA_SRC:-}" ]; then
+    wait_for_llama_build
     bash "$SRC/bench/llama_cpp.sh" bench "$LLAMA_SRC" "${LLAMA_BUILD:-/tmp/llama-build}" "$SYNTH_MODEL" "$OUT"
   else
     echo "skipped: LLAMA_SRC is not set (bench/llama_cpp.sh fetch DEST extracts the sources)"

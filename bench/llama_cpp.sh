@@ -10,6 +10,10 @@
 #   (about 25 MB) with the vendored llama.cpp commit in DEST/LLAMA_CPP_COMMIT,
 #   then prints its size.
 #
+# usage: bench/llama_cpp.sh build SRC BUILD_DIR OUT
+#   On the GPU machine, offline: only the build step of `bench` below (so that it
+#   can run beside other work), logs in OUT.
+#
 # usage: bench/llama_cpp.sh bench SRC BUILD_DIR MODEL OUT
 #   On the GPU machine, offline. Configures and builds llama-bench from SRC (a
 #   DEST of `fetch`) with CUDA for sm_90 in BUILD_DIR (Release, Ninja, all cores;
@@ -96,41 +100,49 @@ driver_lib() {
   find /usr/local/nvidia /usr/lib/x86_64-linux-gnu /usr/lib64 -name 'libcuda.so*' 2>/dev/null | head -1
 }
 
-bench() {
-  local src build model out start bin commit
-  src=$(realpath "$1"); build=$2; model=$(realpath "$3"); out=$4
+build() {
+  local src build out start bin
+  src=$(realpath "$1"); build=$2; out=$3
   mkdir -p "$out" "$build"
   build=$(realpath "$build"); out=$(realpath "$out")
   bin=$build/bin/llama-bench
-  commit=$(cat "$src/LLAMA_CPP_COMMIT" 2> /dev/null || echo unknown)
   # SRC may lie inside another git checkout (this repository): keep llama.cpp's
   # build info from reporting that checkout's commit.
   export GIT_CEILING_DIRECTORIES=$(dirname "$src")
   if [ -x "$bin" ]; then
     echo "llama-bench already built in $build"
-  else
-    start=$(date +%s)
-    local extra=() dir lib
-    dir=$(cublas_dir)
-    if [ -n "$dir" ]; then
-      echo "cuBLAS from $dir (not in the CUDA toolkit)"
-      extra+=(-DCUDA_cublas_LIBRARY="$dir/lib/$(ls "$dir/lib" | grep -m1 '^libcublas\.so')"
-              -DCUDA_cublasLt_LIBRARY="$dir/lib/$(ls "$dir/lib" | grep -m1 '^libcublasLt\.so')"
-              -DCMAKE_CUDA_FLAGS="-I$dir/include" -DCMAKE_CXX_FLAGS="-I$dir/include")
-    fi
-    lib=$(driver_lib)
-    if [ -n "$lib" ]; then
-      echo "CUDA driver library $lib (no stub in the CUDA toolkit)"
-      extra+=(-DCUDA_cuda_driver_LIBRARY="$lib")
-    fi
-    cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
-      -DCMAKE_CUDA_ARCHITECTURES="${LLAMA_CUDA_ARCH:-90}" -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
-      "${extra[@]}" > "$out/llama_configure.log" 2>&1 || { tail -30 "$out/llama_configure.log"; exit 1; }
-    cmake --build "$build" --target llama-bench -j "$(nproc)" > "$out/llama_build.log" 2>&1 \
-      || { grep -E "error|FAILED" "$out/llama_build.log" | head -30; exit 1; }
-    echo "llama-bench built in $(( $(date +%s) - start )) s"
+    return
   fi
+  start=$(date +%s)
+  local extra=() dir lib
+  dir=$(cublas_dir)
+  if [ -n "$dir" ]; then
+    echo "cuBLAS from $dir (not in the CUDA toolkit)"
+    extra+=(-DCUDA_cublas_LIBRARY="$dir/lib/$(ls "$dir/lib" | grep -m1 '^libcublas\.so')"
+            -DCUDA_cublasLt_LIBRARY="$dir/lib/$(ls "$dir/lib" | grep -m1 '^libcublasLt\.so')"
+            -DCMAKE_CUDA_FLAGS="-I$dir/include" -DCMAKE_CXX_FLAGS="-I$dir/include")
+  fi
+  lib=$(driver_lib)
+  if [ -n "$lib" ]; then
+    echo "CUDA driver library $lib (no stub in the CUDA toolkit)"
+    extra+=(-DCUDA_cuda_driver_LIBRARY="$lib")
+  fi
+  cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="${LLAMA_CUDA_ARCH:-90}" -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
+    "${extra[@]}" > "$out/llama_configure.log" 2>&1 || { tail -30 "$out/llama_configure.log"; exit 1; }
+  cmake --build "$build" --target llama-bench -j "$(nproc)" > "$out/llama_build.log" 2>&1 \
+    || { grep -E "error|FAILED" "$out/llama_build.log" | head -30; exit 1; }
+  echo "llama-bench built in $(( $(date +%s) - start )) s"
+}
+
+bench() {
+  local src build model out bin commit
+  src=$(realpath "$1"); build=$2; model=$(realpath "$3"); out=$4
+  build "$src" "$build" "$out"
+  build=$(realpath "$build"); out=$(realpath "$out")
+  bin=$build/bin/llama-bench
+  commit=$(cat "$src/LLAMA_CPP_COMMIT" 2> /dev/null || echo unknown)
   local common=(-m "$model" -ngl 99 -fa 1 -r 10 -o md)
   {
     echo "llama.cpp ${commit:0:10} (llama-cpp-python $VERSION), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
@@ -141,6 +153,7 @@ bench() {
 
 case "${1:-}" in
   fetch) [ $# -eq 2 ] || usage; fetch "$2" ;;
+  build) [ $# -eq 4 ] || usage; build "$2" "$3" "$4" ;;
   bench) [ $# -eq 5 ] || usage; bench "$2" "$3" "$4" "$5" ;;
   *) usage ;;
 esac
