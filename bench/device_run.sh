@@ -10,6 +10,11 @@
 #   SYNTH_TOOL          synth_gguf.py (default: MODEL_SKELETON_DIR/../tools/synth_gguf.py)
 # Environment:
 #   STAGES     default "build ctest sanitize pytest diag bench matvec profile timeline llama"
+#              (stalls, not among the defaults: ncu's throughput, warp-state and
+#                occupancy sections of the output-layer product and of one layer's
+#                kernels in a decode step at context 8,192 -> OUT/stalls.txt)
+#   SANITIZE_FILTER  the googletest filter of stage sanitize (default CudaOps.*)
+#   SANITIZE_TIMEOUT seconds each sanitizer tool may run (default 300)
 #              timeline: each kernel's share of a real decode step (graph replays,
 #                CUPTI through torch.profiler) at contexts 64 and 8,192 -> OUT/timeline.log
 #              matvec: bench_cuda_matvec, the decode product of every type and shape
@@ -77,14 +82,14 @@ fi
 if has sanitize; then
   say compute-sanitizer
   for tool in memcheck racecheck; do
-    timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 "$BUILD/tests_cpp/orcd_tests" \
-      --gtest_filter='CudaOps.*' > "$OUT/sanitizer-$tool.log" 2>&1
+    timeout "${SANITIZE_TIMEOUT:-300}" compute-sanitizer --tool $tool --error-exitcode 9 "$BUILD/tests_cpp/orcd_tests" \
+      --gtest_filter="${SANITIZE_FILTER:-CudaOps.*}" > "$OUT/sanitizer-$tool.log" 2>&1
     echo "$tool: exit $? ; $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer-$tool.log" | tail -1)"
   done
 fi
 
 SYNTH_MODEL=/tmp/synth-qwen2.5-0.5b-q4_k_m.gguf
-if has pytest || has diag || has bench || has profile || has timeline || has llama; then
+if has pytest || has diag || has bench || has profile || has stalls || has timeline || has llama; then
   [ -f "$SYNTH_MODEL" ] || python3 "$SYNTH" "$MODELS/qwen2.5-coder-0.5b-instruct-q4_k_m" "$SYNTH_MODEL" > /dev/null
 fi
 
@@ -135,6 +140,18 @@ if has profile; then
       python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 1 $ctx > "$OUT/ncu_$ctx.csv" 2> "$OUT/ncu_$ctx.err"
     echo "-- context $ctx"; python3 "$SRC/bench/ncu_summary.py" "$OUT/ncu_$ctx.csv" | head -24
   done
+fi
+
+if has stalls; then
+  say "stalls: ncu sections of the decode kernels (context 8,192)"
+  for pick in "matvec1_stream 1" "matvec1_kernel|matvec1_split|attention_decode 5"; do
+    set -- $pick
+    timeout 200 ncu --profile-from-start off --graph-profiling node --cache-control none --clock-control none \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+      --section Occupancy --section LaunchStats -k "regex:$1" --launch-count "$2" \
+      python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 1 8192 >> "$OUT/stalls.txt" 2>&1
+  done
+  grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Achieved Occupancy|Stall|Registers Per|Block Limit" "$OUT/stalls.txt" | head -60
 fi
 
 if has timeline; then

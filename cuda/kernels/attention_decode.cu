@@ -6,21 +6,21 @@
 // there are enough items to fill the GPU). The grid is fixed (two blocks per
 // SM's worth) and each block loops over its items, so a short context costs no
 // empty blocks. Keys are read in tiles of kAttnTileKeys through a ring of
-// kAttnStages shared-memory slots (16-byte asynchronous copies). The cache rows
-// of earlier positions do not depend on the kernel before, so a block's first
-// tiles are copied before waiting for it (PDL): their latency overlaps the QKV
-// product.
+// kAttnStages shared-memory slots (16-byte asynchronous copies); a split is a
+// whole number of tiles. The cache rows of earlier positions do not depend on
+// the kernel before, so a block's first tiles are copied before waiting for it
+// (PDL): their latency overlaps the QKV product.
 //
-// Within a warp, L = head_dim / 8 lanes (rounded up to a power of two) share a
-// key, each lane holding 8 of its dimensions; a warp step covers 32 / L keys.
-// Each lane keeps the online-softmax state (max, sum) and its slice of the
-// output for every head of the item in registers, so a step is a few shuffles
-// and FMAs per head with no block-wide synchronisation. At the end the lanes'
-// states are merged across the warp (shuffles) and then across the warps (in
-// shared memory, fixed order). A split's result (max, sum, acc[D]) goes to
-// `partials`, and the last items of a head set to finish merge the splits, a
-// head each (attn_finish). The KV length is read from positions[0] on the
-// device, so the launch never depends on the position.
+// On tensor cores (mma.sync m16n8k16, fp16 operands, fp32 accumulation, as in
+// the prefill attention): the item's query heads are the rows of a 16-row tile
+// (GQA: every head of the group shares each K/V fragment), and each warp takes
+// 16 keys of a tile: S = Q K^T (16 x 16), the online softmax of its rows (a row
+// lives in the 4 lanes of a quad), O += P V (16 x head_dim). At the end the
+// warps' states (max, sum, O) are merged in shared memory in a fixed order. A
+// split's result (max, sum, acc[D]) goes to `partials`, and the last items of a
+// head set to finish merge the splits, a head each (attn_finish). The KV length
+// is read from positions[0] on the device, so the launch never depends on the
+// position.
 //
 // With `rope_store` set, the item also rotates its q heads, and the items of
 // the split holding the new position rotate that position's k and use it (and
@@ -31,6 +31,12 @@
 // splits blocks, one block merging a KV head's splits) took 10.9 us at 64 keys
 // and 30.1 us at 8,192 (ncu): long dependent chains on 1 to 2 blocks per SM,
 // 1,800 mostly empty blocks, and a merge of 7 heads x 64 splits by one block.
+// v5 (head_dim / 8 lanes per key, each lane keeping every head's softmax state
+// and 8 dims of its output in registers: a few shuffles and FMAs per key and
+// head) took 5.6 us at 64 keys and 14.4 us at 8,192 on an H200, where the keys
+// need 1 us of DRAM time: at 7 heads a group item spent ~1,000 dependent
+// instructions per warp on 64 keys. The tensor-core item does that work in 16
+// mma per warp and tile.
 #include <cuda_fp16.h>
 #include <cuda_pipeline.h>
 
@@ -44,6 +50,7 @@
 #include "cuda_check.h"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
+#include "kernels/mma.cuh"
 #include "kernels/reduce.cuh"
 #include "kernels/rope.cuh"
 
@@ -53,33 +60,31 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kAttnTileKeys = 32;
-constexpr int kAttnStages = 4;       // tiles in flight per item
-constexpr int kU = 2;                // keys per lane group between softmax updates
-constexpr int kAttnMaxGroup = 8;     // query heads per KV head
+constexpr int kAttnTileKeys = 64;
+constexpr int kWarpKeys = kAttnTileKeys / kWarps;  // one 16-key slice of an mma
+constexpr int kAttnStages = 2;       // tiles in flight per item
+constexpr int kAttnMaxGroup = 8;     // query heads per KV head (rows of the mma tile: at most 16)
 constexpr int kAttnMaxHeadDim = 128;
 constexpr int kAttnMinKeys = 64;     // keys per split at least
 constexpr int kAttnMinKeysOneHead = 256;  // the same, for items of a single query head
 constexpr int kAttnTargetItems = 264;  // two per SM on a 132-SM part: the grid's blocks
 constexpr int kAttnMaxSplits = kAttnTargetItems;  // with one KV head
+static_assert(kAttnMaxGroup <= 8, "the heads of an item are rows g of the mma tile (rows g + 8 stay empty)");
 
-// Lanes that share a key: one 16-byte piece (8 dims) each, a power of two.
-__host__ __device__ constexpr int attn_lanes_per_key(int head_dim) {
-    int lanes = 1;
-    while (lanes * 8 < head_dim) lanes *= 2;
-    return lanes;
-}
+// Halves per K/V row in the ring: 16 bytes of padding put the 8 rows that one
+// ldmatrix reads in distinct banks.
+__host__ __device__ constexpr int attn_ld(int head_dim) { return head_dim + 8; }
 
 // Dynamic shared memory of an item: the K and V ring, the rotated q heads, then
 // q, k and v as qkv holds them (group + 2 rows); the ring is reused for the
 // warps' states at the end.
 __host__ __device__ constexpr size_t attn_ring_bytes(int head_dim) {
-    return sizeof(__half) * 2 * size_t(kAttnStages) * kAttnTileKeys * head_dim;
+    return sizeof(__half) * 2 * size_t(kAttnStages) * kAttnTileKeys * attn_ld(head_dim);
 }
 __host__ __device__ constexpr size_t attn_item_smem_bytes(int group, int head_dim) {
     return attn_ring_bytes(head_dim) + sizeof(float) * size_t(2 * group + 2) * head_dim;
 }
-static_assert(attn_ring_bytes(8) >= sizeof(float) * kWarps * kAttnMaxGroup * (8 + 2),
+static_assert(attn_ring_bytes(32) >= sizeof(float) * kWarps * kAttnMaxGroup * (32 + 2),
               "the ring holds the warps' states");
 
 // The items of a step, known before waiting for the kernel before: the KV
@@ -89,8 +94,9 @@ static_assert(attn_ring_bytes(8) >= sizeof(float) * kWarps * kAttnMaxGroup * (8 
 // takes the whole group, so that each K/V tile is read once.
 struct AttnPlan {
     int pos, kv_len;
-    int used;  // splits that hold keys
-    int sets;  // query-head sets per KV head: the group size, or 1
+    int chunk;  // keys per split: whole tiles
+    int used;   // splits that hold keys
+    int sets;   // query-head sets per KV head: the group size, or 1
     int items;
 };
 
@@ -99,12 +105,17 @@ __device__ __forceinline__ AttnPlan attn_plan(const DecodeAttentionArgs& p) {
     plan.pos = p.positions[0];
     plan.kv_len = plan.pos + 1;
     const int min_splits = max(1, min(p.splits, (plan.kv_len + kAttnMinKeys - 1) / kAttnMinKeys));
-    const bool split_heads = p.split_heads && min_splits * p.n_heads <= 2 * int(gridDim.x);
+    const bool split_heads = min_splits * p.n_heads <= 2 * int(gridDim.x);
     plan.sets = split_heads ? p.n_heads / p.n_kv_heads : 1;
     // A head's own items take up to kAttnMinKeysOneHead keys: a split more costs
     // more (its partials' round trip through L2 and the merge) than the keys save.
-    plan.used = split_heads ? max(1, min(p.splits, (plan.kv_len + kAttnMinKeysOneHead - 1) / kAttnMinKeysOneHead))
-                            : min_splits;
+    const int splits = split_heads
+                           ? max(1, min(p.splits, (plan.kv_len + kAttnMinKeysOneHead - 1) / kAttnMinKeysOneHead))
+                           : min_splits;
+    // Whole tiles per split: no split ends in a tile of a few keys.
+    const int chunk = (plan.kv_len + splits - 1) / splits;
+    plan.chunk = (chunk + kAttnTileKeys - 1) / kAttnTileKeys * kAttnTileKeys;
+    plan.used = (plan.kv_len + plan.chunk - 1) / plan.chunk;
     plan.items = plan.used * p.n_kv_heads * plan.sets;
     return plan;
 }
@@ -126,48 +137,33 @@ __device__ __forceinline__ AttnItem attn_item(const DecodeAttentionArgs& p, cons
     it.h0 = it.kvh * group + (i % per_split) / p.n_kv_heads * it.nh;
     it.used = plan.used;
     it.pos = plan.pos;
-    const int chunk = (plan.kv_len + plan.used - 1) / plan.used;
-    it.begin = it.split * chunk;
-    it.end = min(plan.kv_len, it.begin + chunk);
+    it.begin = it.split * plan.chunk;
+    it.end = min(plan.kv_len, it.begin + plan.chunk);
     return it;
 }
 
 // Issues the copies of tile t into its ring slot (all but the new position's
-// row, which is filled after waiting) and commits them as one group, possibly empty.
+// row, which is filled after waiting; rows past the split's end are zeroed, so
+// that their P V terms are 0 x 0) and commits them as one group, possibly empty.
+template <int D>
 __device__ __forceinline__ void attn_stage_tile(const DecodeAttentionArgs& p, const AttnItem& it, int t,
                                                 __half* ring) {
-    const int head_dim = p.head_dim, pieces = head_dim / 8;
+    constexpr int pieces = D / 8, ld = attn_ld(D);
     const int first = it.begin + t * kAttnTileKeys, keys = min(kAttnTileKeys, it.end - first);
-    __half* ks = ring + size_t(t % kAttnStages) * kAttnTileKeys * head_dim;
-    __half* vs = ks + size_t(kAttnStages) * kAttnTileKeys * head_dim;
-    const size_t base = (size_t(it.kvh) * p.max_context + first) * head_dim;
-    for (int e = threadIdx.x; e < keys * pieces; e += kThreads) {
-        const int j = e / pieces;
-        if (first + j == it.pos) continue;
-        const size_t at = size_t(j) * head_dim + 8 * (e % pieces);
-        __pipeline_memcpy_async(ks + at, p.k_cache + base + at, 16);
-        __pipeline_memcpy_async(vs + at, p.v_cache + base + at, 16);
+    if (keys > 0) {
+        __half* ks = ring + size_t(t % kAttnStages) * kAttnTileKeys * ld;
+        __half* vs = ks + size_t(kAttnStages) * kAttnTileKeys * ld;
+        const size_t base = (size_t(it.kvh) * p.max_context + first) * D;
+        for (int e = threadIdx.x; e < kAttnTileKeys * pieces; e += kThreads) {
+            const int j = e / pieces, d = 8 * (e % pieces);
+            if (first + j == it.pos) continue;
+            const bool valid = j < keys;
+            const size_t from = valid ? base + size_t(j) * D + d : 0;
+            cp_async_16(ks + j * ld + d, p.k_cache + from, valid);
+            cp_async_16(vs + j * ld + d, p.v_cache + from, valid);
+        }
     }
-    __pipeline_commit();
-}
-
-__device__ __forceinline__ void half8_to_float(const uint4& u, float f[8]) {
-    const __half2* h = reinterpret_cast<const __half2*>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const float2 x = __half22float2(h[i]);
-        f[2 * i] = x.x;
-        f[2 * i + 1] = x.y;
-    }
-}
-
-// Folds softmax state (m2, l2, a2) into (m, l, a): both rescaled to the larger max.
-__device__ __forceinline__ void attn_combine(float& m, float& l, float a[8], float m2, float l2, const float a2[8]) {
-    const float mx = fmaxf(m, m2), s1 = __expf(m - mx), s2 = __expf(m2 - mx);
-    l = l * s1 + l2 * s2;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) a[i] = a[i] * s1 + a2[i] * s2;
-    m = mx;
+    cp_async_commit();
 }
 
 // out[h, :] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s over the used
@@ -264,15 +260,11 @@ __device__ void attn_finish(const DecodeAttentionArgs& p, const AttnItem& it) {
     }
 }
 
-// The item after waiting for the kernel before: L lanes per key
-// (attn_lanes_per_key(head_dim)), H >= it.nh heads in registers.
-template <int L, int H>
+// The item after waiting for the kernel before, for head_dim D.
+template <int D>
 __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, const float2* rot, uint8_t* smem) {
-    constexpr int keys_per_step = 32 / L;
-    const int head_dim = p.head_dim;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int piece = lane % L, key_in_step = lane / L;
-    const bool has_piece = piece < head_dim / 8;  // head_dim 96: 12 of 16 lanes
+    constexpr int head_dim = D, ld = attn_ld(D);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, q = lane & 3;
     __half* ring = reinterpret_cast<__half*>(smem);
     float* qs = reinterpret_cast<float*>(smem + attn_ring_bytes(head_dim));  // [nh][head_dim]
     float* raw = qs + size_t(it.nh) * head_dim;  // [nh + 2][head_dim]: q heads, new k, new v from qkv
@@ -333,120 +325,117 @@ __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, 
     }
     __syncthreads();
 
-    float acc[H][8], m[H], l[H];
+    // Q fragments (A layout, mma.cuh): a[i] holds head g + 8 (i & 1), dims 2q + 8 (i >> 1) of each
+    // 16-dim slice; heads past the item's are zero rows.
+    uint32_t qf[D / 16][4];
 #pragma unroll
-    for (int g = 0; g < H; ++g) {
-        m[g] = -FLT_MAX;
-        l[g] = 0.0f;
+    for (int kc = 0; kc < D / 16; ++kc)
 #pragma unroll
-        for (int i = 0; i < 8; ++i) acc[g][i] = 0.0f;
-    }
-    // This lane's piece of each q head, read from shared memory at every step (in
-    // registers as well, 8 heads would leave room for only two blocks per SM).
-    const float4* q_piece = reinterpret_cast<const float4*>(qs + 8 * min(piece, head_dim / 8 - 1));
-    const int q_stride = head_dim / 4;  // float4s per head
+        for (int i = 0; i < 4; ++i) {
+            const int row = g + 8 * (i & 1), d = 16 * kc + 2 * q + 8 * (i >> 1);
+            qf[kc][i] = row < it.nh ? pack_half2(qs[row * D + d], qs[row * D + d + 1]) : 0u;
+        }
+    // This lane's state of rows g (h = 0) and g + 8 (h = 1): max, its part of
+    // the sum, and O columns 8 nt + 2q, +1.
+    float o[D / 8][4], m[2] = {-FLT_MAX, -FLT_MAX}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
 
     const int tiles = (it.end - it.begin + kAttnTileKeys - 1) / kAttnTileKeys;
-    const int tile_elems = kAttnTileKeys * head_dim;
+    const int k0 = warp * kWarpKeys;  // this warp's keys in each tile
     for (int t = 0; t < tiles; ++t) {
-        __pipeline_wait_prior(kAttnStages - 1);
+        cp_async_wait<kAttnStages - 1>();
         const int first = it.begin + t * kAttnTileKeys, keys = min(kAttnTileKeys, it.end - first);
-        __half* ks = ring + size_t(t % kAttnStages) * tile_elems;
-        __half* vs = ks + size_t(kAttnStages) * tile_elems;
+        __half* ks = ring + size_t(t % kAttnStages) * kAttnTileKeys * ld;
+        __half* vs = ks + size_t(kAttnStages) * kAttnTileKeys * ld;
         if (holds_new && it.pos >= first && it.pos < first + keys)
             for (int d = threadIdx.x; d < head_dim; d += kThreads) {
-                const size_t at = size_t(it.pos - first) * head_dim + d;
+                const size_t at = size_t(it.pos - first) * ld + d;
                 ks[at] = fresh[0][d];
                 vs[at] = fresh[1][d];
             }
         __syncthreads();
-        // Warp steps over the tile; every lane of a warp runs the same count (shuffles).
-        // A lane group takes kU keys per step, so the softmax state is rescaled
-        // once per kU keys and their shuffles overlap.
-        for (int j0 = warp * keys_per_step; j0 < kAttnTileKeys; j0 += kWarps * keys_per_step * kU) {
-            int j[kU];
-            float k[kU][8], v[kU][8];
+        if (k0 < keys) {
+            // S (16 x 16) = Q K^T: K rows are keys (the n of B), D contiguous (its k).
+            float s[2][4] = {};
 #pragma unroll
-            for (int u = 0; u < kU; ++u) {
-                j[u] = j0 + u * kWarps * keys_per_step + key_in_step;
-                if (j[u] < keys && has_piece) {
-                    half8_to_float(*reinterpret_cast<const uint4*>(ks + size_t(j[u]) * head_dim + 8 * piece), k[u]);
-                    half8_to_float(*reinterpret_cast<const uint4*>(vs + size_t(j[u]) * head_dim + 8 * piece), v[u]);
-                } else {
+            for (int kc = 0; kc < D / 16; ++kc) {
+                uint32_t b[4];  // (keys 0-7, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 0-7), (keys 8-15, d 8-15)
+                ldmatrix_x4(b, ks + (k0 + 8 * (lane >> 4) + (lane & 7)) * ld + 16 * kc + 8 * ((lane >> 3) & 1));
+                mma_16816(s[0], qf[kc], b);
+                mma_16816(s[1], qf[kc], b + 2);
+            }
+            // s[nj][2h + e] is (row g + 8h, key k0 + 8 nj + 2q + e); keys past the split weigh 0.
+            if (k0 + kWarpKeys > keys)
 #pragma unroll
-                    for (int i = 0; i < 8; ++i) k[u][i] = v[u][i] = 0.0f;
+                for (int nj = 0; nj < 2; ++nj)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        if (k0 + 8 * nj + 2 * q + (e & 1) >= keys) s[nj][e] = -INFINITY;
+            // Online softmax of the warp's rows over its 16 keys (key k0 is real: the max is finite).
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                float mx = fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float m_new = fmaxf(m[h], mx), alpha = __expf(m[h] - m_new);
+                m[h] = m_new;
+                float sum = 0.0f;
+#pragma unroll
+                for (int nj = 0; nj < 2; ++nj)
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const float pr = __expf(s[nj][2 * h + e] - m_new);
+                        s[nj][2 * h + e] = pr;
+                        sum += pr;
+                    }
+                l[h] = l[h] * alpha + sum;
+#pragma unroll
+                for (int nt = 0; nt < D / 8; ++nt) {
+                    o[nt][2 * h] *= alpha;
+                    o[nt][2 * h + 1] *= alpha;
                 }
             }
+            // O (16 x D) += P (16 x 16) V (16 x D): P's C layout is the A layout of the key
+            // slice; V rows are keys (the k of B), D contiguous (its n): ldmatrix .trans.
+            const uint32_t a[4] = {pack_half2(s[0][0], s[0][1]), pack_half2(s[0][2], s[0][3]),
+                                   pack_half2(s[1][0], s[1][1]), pack_half2(s[1][2], s[1][3])};
 #pragma unroll
-            for (int g = 0; g < H; ++g) {
-                if (g >= it.nh) break;
-                const float4 qa = q_piece[g * q_stride], qb = q_piece[g * q_stride + 1];
-                float s[kU];
-#pragma unroll
-                for (int u = 0; u < kU; ++u)
-                    s[u] = ((qa.x * k[u][0] + qa.y * k[u][1]) + (qa.z * k[u][2] + qa.w * k[u][3])) +
-                           ((qb.x * k[u][4] + qb.y * k[u][5]) + (qb.z * k[u][6] + qb.w * k[u][7]));
-#pragma unroll
-                for (int o = L / 2; o > 0; o /= 2)
-#pragma unroll
-                    for (int u = 0; u < kU; ++u) s[u] += __shfl_xor_sync(0xffffffffu, s[u], o);
-                float m_new = m[g];
-#pragma unroll
-                for (int u = 0; u < kU; ++u) {
-                    if (j[u] >= keys) s[u] = -INFINITY;  // no key: weight 0
-                    m_new = fmaxf(m_new, s[u]);
-                }
-                const float rescale = __expf(m[g] - m_new);
-                float pr[kU], psum = 0.0f;
-#pragma unroll
-                for (int u = 0; u < kU; ++u) {
-                    pr[u] = __expf(s[u] - m_new);
-                    psum += pr[u];
-                }
-                l[g] = l[g] * rescale + psum;
-#pragma unroll
-                for (int i = 0; i < 8; ++i) {
-                    float a = acc[g][i] * rescale;
-#pragma unroll
-                    for (int u = 0; u < kU; ++u) a += pr[u] * v[u][i];
-                    acc[g][i] = a;
-                }
-                m[g] = m_new;
+            for (int dp = 0; dp < D / 16; ++dp) {
+                uint32_t b[4];  // (keys 0-7, d 0-7), (keys 8-15, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 8-15)
+                ldmatrix_x4_trans(b, vs + (k0 + 8 * ((lane >> 3) & 1) + (lane & 7)) * ld + 16 * dp + 8 * (lane >> 4));
+                mma_16816(o[2 * dp], a, b);
+                mma_16816(o[2 * dp + 1], a, b + 2);
             }
         }
         __syncthreads();  // the slot is refilled below
-        attn_stage_tile(p, it, t + kAttnStages, ring);
+        attn_stage_tile<D>(p, it, t + kAttnStages, ring);
     }
-    __pipeline_wait_prior(0);  // nothing is left in flight when the ring is reused
+    cp_async_wait<0>();  // nothing is left in flight when the ring is reused
 
-    // Merge the keys of a warp step (lanes L, 2L, ... apart), then the warps.
-#pragma unroll
-    for (int g = 0; g < H; ++g) {
-        if (g >= it.nh) break;
-        for (int o = L; o < 32; o *= 2) {
-            float other[8];
-#pragma unroll
-            for (int i = 0; i < 8; ++i) other[i] = __shfl_xor_sync(0xffffffffu, acc[g][i], o);
-            const float m2 = __shfl_xor_sync(0xffffffffu, m[g], o), l2 = __shfl_xor_sync(0xffffffffu, l[g], o);
-            attn_combine(m[g], l[g], acc[g], m2, l2, other);
-        }
-    }
+    // The warps' states into shared memory (over the ring), then merged in a fixed order.
     const int stride = head_dim + 2;
     float* states = reinterpret_cast<float*>(smem);  // [warp][head]{m, l, acc[head_dim]}
-    const int rec_stride = head_dim + 4;
 #pragma unroll
-    for (int g = 0; g < H; ++g) {
-        if (g >= it.nh) break;
-        float* st = states + size_t(warp * it.nh + g) * stride;
-        if (lane == 0) {
-            st[0] = m[g];
-            st[1] = l[g];
+    for (int h = 0; h < 2; ++h) {
+        float sum = l[h];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const int row = g + 8 * h;
+        if (row >= it.nh) continue;
+        float* st = states + size_t(warp * it.nh + row) * stride;
+        if (q == 0) {
+            st[0] = m[h];
+            st[1] = sum;
         }
-        if (key_in_step == 0 && has_piece)
 #pragma unroll
-            for (int i = 0; i < 8; ++i) st[2 + 8 * piece + i] = acc[g][i];
+        for (int nt = 0; nt < D / 8; ++nt) {
+            st[2 + 8 * nt + 2 * q] = o[nt][2 * h];
+            st[3 + 8 * nt + 2 * q] = o[nt][2 * h + 1];
+        }
     }
     __syncthreads();
+    const int rec_stride = head_dim + 4;
     const bool single = it.used == 1;
     for (int pair = threadIdx.x; pair < it.nh * head_dim; pair += kThreads) {
         const int g = pair / head_dim, d = pair % head_dim;
@@ -475,7 +464,7 @@ __device__ void attn_run_item(const DecodeAttentionArgs& p, const AttnItem& it, 
 
 // Block b runs items b, b + blocks, ...; the first one's tiles are copied
 // before waiting for the kernel before.
-template <int L>
+template <int D>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeAttentionArgs p) {
     extern __shared__ __align__(16) uint8_t smem[];
     __half* ring = reinterpret_cast<__half*>(smem);
@@ -483,7 +472,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeAttent
     int i = blockIdx.x;
     if (i >= plan.items) return;
     AttnItem it = attn_item(p, plan, i);
-    for (int t = 0; t < kAttnStages; ++t) attn_stage_tile(p, it, t, ring);
+    for (int t = 0; t < kAttnStages; ++t) attn_stage_tile<D>(p, it, t, ring);
     // The rotation's (cos, sin) per pair depend only on the position.
     __shared__ float2 rot[kAttnMaxHeadDim / 2];
     if (p.rope_store)
@@ -493,15 +482,12 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(DecodeAttent
     pdl_enter();
     __syncthreads();
     for (;;) {
-        if (it.nh == 1)
-            attn_run_item<L, 1>(p, it, rot, smem);
-        else
-            attn_run_item<L, kAttnMaxGroup>(p, it, rot, smem);
+        attn_run_item<D>(p, it, rot, smem);
         i += gridDim.x;
         if (i >= plan.items) break;
         __syncthreads();  // the ring is free again
         it = attn_item(p, plan, i);
-        for (int t = 0; t < kAttnStages; ++t) attn_stage_tile(p, it, t, ring);
+        for (int t = 0; t < kAttnStages; ++t) attn_stage_tile<D>(p, it, t, ring);
     }
 }
 
@@ -537,7 +523,6 @@ DecodeAttentionArgs decode_attention_args(const float* qkv, const int32_t* posit
     p.partials = partials;
     p.counters = counters;
     p.out = out;
-    p.split_heads = true;
     p.rope_store = rope != nullptr;
     if (rope) {
         p.neox = rope->style == RopeStyle::NeoX;
@@ -550,23 +535,25 @@ DecodeAttentionArgs decode_attention_args(const float* qkv, const int32_t* posit
     return p;
 }
 
-template <int L>
-static void launch_with_lanes(const DecodeAttentionArgs& p, cudaStream_t stream) {
-    static bool configured = [] {  // up to 68 KB with 8 heads of 128 dims
-        ORCD_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<L>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             int(attn_item_smem_bytes(kAttnMaxGroup, kAttnMaxHeadDim))));
+template <int D>
+static void launch_for_dim(const DecodeAttentionArgs& p, cudaStream_t stream) {
+    static bool configured = [] {  // up to 78 KB with 8 heads of 128 dims
+        ORCD_CUDA_CHECK(cudaFuncSetAttribute(attention_decode_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(attn_item_smem_bytes(kAttnMaxGroup, D))));
         return true;
     }();
     (void)configured;
-    launch_pdl(attention_decode_kernel<L>, unsigned(p.n_kv_heads * p.splits), kThreads,
-               attn_item_smem_bytes(p.n_heads / p.n_kv_heads, p.head_dim), stream, p);
+    launch_pdl(attention_decode_kernel<D>, unsigned(p.n_kv_heads * p.splits), kThreads,
+               attn_item_smem_bytes(p.n_heads / p.n_kv_heads, D), stream, p);
 }
 
 void launch_attention_decode(const DecodeAttentionArgs& p, cudaStream_t stream) {
-    switch (attn_lanes_per_key(p.head_dim)) {
-        case 4: launch_with_lanes<4>(p, stream); break;
-        case 8: launch_with_lanes<8>(p, stream); break;
-        case 16: launch_with_lanes<16>(p, stream); break;
+    switch (p.head_dim) {
+        case 32: launch_for_dim<32>(p, stream); break;
+        case 64: launch_for_dim<64>(p, stream); break;
+        case 80: launch_for_dim<80>(p, stream); break;
+        case 96: launch_for_dim<96>(p, stream); break;
+        case 128: launch_for_dim<128>(p, stream); break;
         default: throw Error(ErrorKind::Unsupported, "decode attention: head_dim " + std::to_string(p.head_dim));
     }
 }

@@ -102,7 +102,6 @@ struct DecodeAttentionArgs {
     unsigned* counters;  // [attention_decode_counters], zero between steps
     float* out;          // [n_heads * head_dim]
     bool rope_store;     // rotate q and the new k, store k and v (else both were done before)
-    bool split_heads;    // at short contexts one item per query head (attention_decode.cu)
     bool neox;
     int rope_dim;
     float freq_base, freq_scale, attn_factor;
