@@ -71,9 +71,8 @@ constexpr int kAttnTargetItems = 264;  // two per SM on a 132-SM part: the grid'
 constexpr int kAttnMaxSplits = kAttnTargetItems;  // with one KV head
 static_assert(kAttnMaxGroup <= 8, "the heads of an item are rows g of the mma tile (rows g + 8 stay empty)");
 
-// Halves per K/V row in the ring: 16 bytes of padding put the 8 rows that one
-// ldmatrix reads in distinct banks.
-__host__ __device__ constexpr int attn_ld(int head_dim) { return head_dim + 8; }
+// Halves per K/V row in the ring (padded for ldmatrix).
+__host__ __device__ constexpr int attn_ld(int head_dim) { return ldmatrix_row_halves(head_dim); }
 
 // Dynamic shared memory of an item: the K and V ring, the rotated q heads, then
 // q, k and v as qkv holds them (group + 2 rows); the ring is reused for the

@@ -28,7 +28,7 @@ constexpr int kRows = 64, kKeys = 64, kThreads = 128;
 
 template <int D>
 struct Cfg {
-    static constexpr int kLd = D + 8;                      // halves per K/V row: ldmatrix rows in distinct banks
+    static constexpr int kLd = ldmatrix_row_halves(D);     // halves per K/V row
     static constexpr int kKC = D / 16;                     // 16-wide slices of D (Q K^T)
     static constexpr int kNT = D / 8;                      // 8-wide column tiles of O
     static constexpr size_t kTile = size_t(kKeys) * kLd;   // halves of one K or V tile

@@ -1,5 +1,6 @@
 // Dot product of a group of 8 consecutive weights of a row with 8 inputs, per
-// type: the inner loop of the one-token products (matvec.cu).
+// type: the inner loop of the one-token products (matvec.cu). The weights are
+// read from a copy of the row in shared memory.
 //
 // The generic form decodes the 8 weights (dequant.cuh) and multiplies: about ten
 // instructions per weight for the quantised types, which made those products
@@ -15,16 +16,53 @@
 // few bits that 0.5 takes from q/256 (tested against the CPU at 2e-5).
 // Q8_0's bytes use all 8 bits, so each becomes 2^23 + (q + 128) and an exact
 // subtraction recovers q.
+//
+// A lane takes groups lane, lane + 32, ... of a row (dot_rows in matvec.cu). 32 is
+// a multiple of the groups per block (GroupLayout), so the lane's group within
+// its block is the same at every step: the decoders get the block and that
+// constant index, and what derives from it is computed once per row.
 #pragma once
 
 #include "kernels/dequant.cuh"
 
 namespace orcd::cuda {
 
-// 0.5 + b/256 for byte k (b < 128) of w.
-__device__ __forceinline__ float byte_mantissa(uint32_t w, int k) {
-    return __uint_as_float(__byte_perm(w, 0x3F000000u, 0x7044u | (unsigned(k) << 8)));
+// Groups of 8 per block, and the bytes of the unit the lane steps over: a quant
+// block, or for the plain types the group itself.
+template <TensorType T>
+struct GroupLayout {
+    static constexpr int kPerBlock = Decode<T>::kElems == 1 ? 1 : Decode<T>::kElems / 8;
+    static constexpr int kBlockBytes = Decode<T>::kElems == 1 ? 8 * Decode<T>::kBytes : Decode<T>::kBytes;
+};
+
+// 8 bytes from a 2-byte aligned address in shared memory: three aligned 4-byte
+// loads and two funnel shifts, instead of four 2-byte loads and their merges.
+// Reads up to 4 bytes past the 8 (the stages leave that slack). The alignment is
+// taken off the pointer (not through an integer), so that the compiler still
+// sees a shared-memory address.
+__device__ __forceinline__ void load8_from2(const uint8_t* p, uint32_t& lo, uint32_t& hi) {
+    const uint32_t misalign = uint32_t(reinterpret_cast<uintptr_t>(p) & 2);
+    const uint32_t* w = reinterpret_cast<const uint32_t*>(p - misalign);
+    const uint32_t w0 = w[0], w1 = w[1], w2 = w[2];
+    lo = __funnelshift_r(w0, w1, 8 * misalign);
+    hi = __funnelshift_r(w1, w2, 8 * misalign);
 }
+__device__ __forceinline__ uint32_t load4_from2(const uint8_t* p) {
+    const uint32_t misalign = uint32_t(reinterpret_cast<uintptr_t>(p) & 2);
+    const uint32_t* w = reinterpret_cast<const uint32_t*>(p - misalign);
+    return __funnelshift_r(w[0], w[1], 8 * misalign);
+}
+
+// A float whose top byte is c's and whose byte `at` (1 or 2; the others zero) is
+// byte k of w: one byte permute. The constant is the permute's first operand, so
+// that it sits in a register once per kernel and the selector is the immediate
+// (the other way round, every selector cost a move: eight per group).
+__device__ __forceinline__ float byte_into_float(uint32_t c, uint32_t w, int k, int at) {
+    return __uint_as_float(__byte_perm(c, w, 0x3000u | unsigned(4 + k) << (4 * at)));
+}
+
+// 0.5 + b/256 for byte k (b < 128) of w: the byte as the top of the mantissa of 0.5.
+__device__ __forceinline__ float byte_mantissa(uint32_t w, int k) { return byte_into_float(0x3F000000u, w, k, 2); }
 
 // sum_k (0.5 + q_k/256) x_k over the 8 bytes q of (lo, hi); two chains for latency.
 __device__ __forceinline__ float mantissa_dot(uint32_t lo, uint32_t hi, const float x[8]) {
@@ -40,57 +78,67 @@ __device__ __forceinline__ float mantissa_dot(uint32_t lo, uint32_t hi, const fl
 // Bits 0..3 of t moved to bit 4 of bytes 0..3 (t < 16): bit k lands at 4 + 7k + k.
 __device__ __forceinline__ uint32_t spread_to_bit4(uint32_t t) { return (t * 0x02040810u) & 0x10101010u; }
 
+// Group i of the block at blk (for the plain types: the group at blk, i = 0).
+// Q4_K and Q5_K rows are 16-byte aligned (blocks of 144 and 176 bytes; tensors
+// start at 256 bytes in the arena, and the stages keep the alignment), so their
+// quants are read 8 bytes at a time.
 template <TensorType T>
-__device__ __forceinline__ float dot_group(const uint8_t* row, int64_t g, const float x[8], float sx) {
+__device__ __forceinline__ float dot_group(const uint8_t* blk, int i, const float x[8], float sx) {
     using D = Decode<T>;
     if constexpr (T == TensorType::Q4_0 || T == TensorType::Q5_0) {
-        const uint8_t* blk = row + (g / 4) * D::kBytes;
-        const int i = int(g % 4);
         const float d = half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[0]);
-        const uint64_t q = load8_bytes(blk + D::kBytes - 16 + 8 * (i & 1));  // qs is the block's last 16 bytes
+        uint32_t lo, hi;
+        load8_from2(blk + D::kBytes - 16 + 8 * (i & 1), lo, hi);  // qs is the block's last 16 bytes
         const int shift = (i >> 1) * 4;
-        uint32_t lo = (uint32_t(q) >> shift) & 0x0F0F0F0Fu, hi = (uint32_t(q >> 32) >> shift) & 0x0F0F0F0Fu;
+        lo = (lo >> shift) & 0x0F0F0F0Fu;
+        hi = (hi >> shift) & 0x0F0F0F0Fu;
         float offset = 8.0f;
         if constexpr (T == TensorType::Q5_0) {
-            const uint32_t qh = load4_bytes(blk + 2) >> (8 * i);  // bit k: fifth bit of element k of the group
+            const uint32_t qh = load4_from2(blk + 2) >> (8 * i);  // bit k: fifth bit of element k of the group
             lo |= spread_to_bit4(qh & 15u);
             hi |= spread_to_bit4((qh >> 4) & 15u);
             offset = 16.0f;
         }
         return d * (256.0f * mantissa_dot(lo, hi, x) - (128.0f + offset) * sx);
     } else if constexpr (T == TensorType::Q4_K) {
-        const auto* b = reinterpret_cast<const quant::block_q4_k*>(row + (g / 32) * D::kBytes);
-        const int i = int(g % 32), c = i >> 3, hi = (i >> 2) & 1, l = (i & 3) * 8;
+        const auto* b = reinterpret_cast<const quant::block_q4_k*>(blk);
+        const int c = i >> 3, hi = (i >> 2) & 1, l = (i & 3) * 8;
         int sc, m;
         k4_scale_min(b->scales, 2 * c + hi, sc, m);
         const float d = half_bits_to_float(b->d) * float(sc), mn = half_bits_to_float(b->dmin) * float(m);
-        const uint64_t q = load8_bytes(b->qs + 32 * c + l);
-        const uint32_t lo = (uint32_t(q) >> (4 * hi)) & 0x0F0F0F0Fu, hi_w = (uint32_t(q >> 32) >> (4 * hi)) & 0x0F0F0F0Fu;
+        const uint2 q = *reinterpret_cast<const uint2*>(b->qs + 32 * c + l);
+        const uint32_t lo = (q.x >> (4 * hi)) & 0x0F0F0F0Fu, hi_w = (q.y >> (4 * hi)) & 0x0F0F0F0Fu;
         return d * (256.0f * mantissa_dot(lo, hi_w, x) - 128.0f * sx) - mn * sx;
     } else if constexpr (T == TensorType::Q6_K) {
-        const auto* b = reinterpret_cast<const quant::block_q6_k*>(row + (g / 32) * D::kBytes);
-        const int i = int(g % 32), h = i >> 4, k = (i >> 2) & 3, l = (i & 3) * 8;
+        const auto* b = reinterpret_cast<const quant::block_q6_k*>(blk);
+        const int h = i >> 4, k = (i >> 2) & 3, l = (i & 3) * 8;
         const float d = half_bits_to_float(b->d) * float(b->scales[8 * h + (l >> 4) + 2 * k]);
-        const uint64_t ql = load8_bytes(b->ql + 64 * h + l + 32 * (k & 1));
-        const uint64_t qh = load8_bytes(b->qh + 32 * h + l);
+        uint32_t ql0, ql1, qh0, qh1;
+        load8_from2(b->ql + 64 * h + l + 32 * (k & 1), ql0, ql1);
+        load8_from2(b->qh + 32 * h + l, qh0, qh1);
         const int lshift = 4 * (k >> 1);
-        const uint32_t lo = ((uint32_t(ql) >> lshift) & 0x0F0F0F0Fu) | (((uint32_t(qh) >> (2 * k)) & 0x03030303u) << 4);
-        const uint32_t hi = ((uint32_t(ql >> 32) >> lshift) & 0x0F0F0F0Fu) | (((uint32_t(qh >> 32) >> (2 * k)) & 0x03030303u) << 4);
+        const uint32_t lo = ((ql0 >> lshift) & 0x0F0F0F0Fu) | (((qh0 >> (2 * k)) & 0x03030303u) << 4);
+        const uint32_t hi = ((ql1 >> lshift) & 0x0F0F0F0Fu) | (((qh1 >> (2 * k)) & 0x03030303u) << 4);
         return d * (256.0f * mantissa_dot(lo, hi, x) - 160.0f * sx);
     } else if constexpr (T == TensorType::Q8_0) {
-        const auto* b = reinterpret_cast<const quant::block_q8_0*>(row + (g / 4) * D::kBytes);
-        const float d = half_bits_to_float(b->d);
-        const uint64_t q = load8_bytes(reinterpret_cast<const uint8_t*>(b->qs) + 8 * (g % 4)) ^ 0x8080808080808080ull;
-        float a = 0.0f, c = 0.0f;
+        const float d = half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[0]);
+        uint32_t lo, hi;
+        load8_from2(blk + 2 + 8 * i, lo, hi);
+        lo ^= 0x80808080u;  // q + 128
+        hi ^= 0x80808080u;
+        float a = 0.0f, e = 0.0f;
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {  // 2^23 + (q + 128), minus 2^23 + 128: exact
-            a = fmaf(__uint_as_float(__byte_perm(uint32_t(q), 0x4B000000u, 0x7650u | k)) - 8388736.0f, x[k], a);
-            c = fmaf(__uint_as_float(__byte_perm(uint32_t(q >> 32), 0x4B000000u, 0x7650u | k)) - 8388736.0f, x[4 + k], c);
+        for (int k = 0; k < 4; ++k) {  // 2^23 + (q + 128) (the byte as the bottom of 2^23's mantissa), minus 2^23 + 128: exact
+            a = fmaf(byte_into_float(0x4B000000u, lo, k, 0) - 8388736.0f, x[k], a);
+            e = fmaf(byte_into_float(0x4B000000u, hi, k, 0) - 8388736.0f, x[4 + k], e);
         }
-        return d * (a + c);
+        return d * (a + e);
     } else {
         float v[8];
-        decode_group<T>(row, g, v);
+        if constexpr (D::kElems == 1)
+            D::group(blk, 0, v);
+        else
+            D::decode(blk, i, v);
         return v[0] * x[0] + v[1] * x[1] + v[2] * x[2] + v[3] * x[3] + v[4] * x[4] + v[5] * x[5] + v[6] * x[6] +
                v[7] * x[7];
     }

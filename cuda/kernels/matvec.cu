@@ -204,32 +204,46 @@ __device__ __forceinline__ float input_scale(const MatvecIn& in, int64_t cols, c
     return rsqrtf(ss / float(cols) + in.eps);
 }
 
-// acc[k] += x . row k of the staged rows (k < nr), the lanes' shares (not yet
-// summed); x from the block's shared copy.
-template <TensorType T, int R>
-__device__ __forceinline__ void dot_staged_rows(const uint8_t* src, int row_bytes, int nr, int64_t cols,
-                                                const float* xs, int lane, float acc[R]) {
-    const int64_t groups = cols / 8;
+// acc[k] += x . row k (rows: K staged rows in shared memory, each of `groups`
+// groups of 8), the lane's share (not yet summed over the warp); x from the
+// block's shared copy. The lane's block advances by a fixed step and its group
+// in the block is fixed (dot_group.cuh). Callers that have fewer rows than K
+// repeat the last one, so that the loop has no per-row branch.
+template <TensorType T, int K>
+__device__ __forceinline__ void dot_rows(const uint8_t* const (&rows)[K], int groups, const float* xs, int lane,
+                                         float (&acc)[K]) {
+    using L = GroupLayout<T>;
+    constexpr int kStep = (32 / L::kPerBlock) * L::kBlockBytes;
+    const int i = lane % L::kPerBlock;
+    int offset = (lane / L::kPerBlock) * L::kBlockBytes;
 #pragma unroll 2
-    for (int64_t g = lane; g < groups; g += 32) {
+    for (int g = lane; g < groups; g += 32, offset += kStep) {
         const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * g], x1 = reinterpret_cast<const float4*>(xs)[2 * g + 1];
         const float x8[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
         const float sx = sum8(x8);
 #pragma unroll
-        for (int k = 0; k < R; ++k)
-            if (k < nr) acc[k] += dot_group<T>(src + size_t(k) * row_bytes, g, x8, sx);
+        for (int k = 0; k < K; ++k) acc[k] += dot_group<T>(rows[k] + offset, i, x8, sx);
     }
 }
 
 // The same for a type known at run time: one of Ts, or any type when Ts is empty.
-template <int R, TensorType... Ts>
-__device__ __forceinline__ void dot_staged_rows(TensorType type, const uint8_t* src, int row_bytes, int nr,
-                                                int64_t cols, const float* xs, int lane, float acc[R]) {
-    const auto dot = [&]<TensorType T>() { dot_staged_rows<T, R>(src, row_bytes, nr, cols, xs, lane, acc); };
+template <int K, TensorType... Ts>
+__device__ __forceinline__ void dot_rows(TensorType type, const uint8_t* const (&rows)[K], int groups,
+                                         const float* xs, int lane, float (&acc)[K]) {
+    const auto dot = [&]<TensorType T>() { dot_rows<T, K>(rows, groups, xs, lane, acc); };
     if constexpr (sizeof...(Ts) == 0)
         dispatch_type_on_device(type, dot);
     else
         (void)((type == Ts && (dot.template operator()<Ts>(), true)) || ...);
+}
+
+// Row k of R staged rows from `first` (nr of them real): past the last real row,
+// the last one again (its sums are not written).
+template <int R>
+__device__ __forceinline__ void staged_row_pointers(const uint8_t* first, int row_bytes, int nr,
+                                                    const uint8_t* (&rows)[R]) {
+#pragma unroll
+    for (int k = 0; k < R; ++k) rows[k] = first + min(k, nr - 1) * row_bytes;
 }
 
 // One token, R consecutive rows per warp, staged through shared memory (v4), for
@@ -266,19 +280,35 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts 
     if (nr <= 0) return;
     __pipeline_wait_prior(0);
     __syncwarp();
-    float acc[R], up[R];
+    // acc[k]: row k; with Swiglu, acc[R + k]: up row k. Gate and up of one type
+    // share a loop (their input is loaded and summed once).
+    constexpr int K = Swiglu ? 2 * R : R;
+    float acc[K];
 #pragma unroll
-    for (int k = 0; k < R; ++k) acc[k] = up[k] = 0.0f;
-    dot_staged_rows<R, Ts...>(P.type, to + lead, P.row_bytes, nr, cols, xs, lane, acc);
-    if constexpr (Swiglu)
-        dot_staged_rows<R, Ts...>(parts.part[1].type, to + kUpStage + up_lead, parts.part[1].row_bytes, nr, cols, xs,
-                                  lane, up);
+    for (int k = 0; k < K; ++k) acc[k] = 0.0f;
+    const int groups = int(cols / 8);
+    const uint8_t* rows[K];
+    staged_row_pointers<R>(to + lead, P.row_bytes, nr, reinterpret_cast<const uint8_t*(&)[R]>(rows[0]));
+    if constexpr (Swiglu) {
+        const MatvecPart& U = parts.part[1];
+        staged_row_pointers<R>(to + kUpStage + up_lead, U.row_bytes, nr, reinterpret_cast<const uint8_t*(&)[R]>(rows[R]));
+        if (U.type == P.type) {
+            dot_rows<K, Ts...>(P.type, rows, groups, xs, lane, acc);
+        } else {
+            dot_rows<R, Ts...>(P.type, reinterpret_cast<const uint8_t* const(&)[R]>(rows[0]), groups, xs, lane,
+                               reinterpret_cast<float(&)[R]>(acc[0]));
+            dot_rows<R, Ts...>(U.type, reinterpret_cast<const uint8_t* const(&)[R]>(rows[R]), groups, xs, lane,
+                               reinterpret_cast<float(&)[R]>(acc[R]));
+        }
+    } else {
+        dot_rows<K, Ts...>(P.type, rows, groups, xs, lane, acc);
+    }
     const float scale = input_scale<I>(in, cols, ss_part);
 #pragma unroll
     for (int k = 0; k < R; ++k) {
         const float sum = warp_sum(acc[k]) * scale;
         if constexpr (Swiglu) {
-            const float u = warp_sum(up[k]) * scale;
+            const float u = warp_sum(acc[R + k]) * scale;
             if (lane == k && k < nr)
                 P.out[r0 + k] = silu(sum + (P.bias ? P.bias[r0 + k] : 0.0f)) *
                                 (u + (parts.part[1].bias ? parts.part[1].bias[r0 + k] : 0.0f));
@@ -326,25 +356,32 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     int lead = copy_rows(tile, 0);
     pdl_enter();
     float* xs = reinterpret_cast<float*>(smem + 2 * kMatvecWarps * stage_bytes);
-    stage_input<MatvecInput::Norm>(in, cols, xs, ss_part);
+    if (in.norm_w)
+        stage_input<MatvecInput::Norm>(in, cols, xs, ss_part);
+    else
+        stage_input<MatvecInput::Plain>(in, cols, xs, ss_part);
     __syncthreads();
-    const float scale = input_scale<MatvecInput::Norm>(in, cols, ss_part);
+    const float scale = in.norm_w ? input_scale<MatvecInput::Norm>(in, cols, ss_part) : 1.0f;
     for (int round = 0; tile < tiles; tile += gridDim.x, ++round) {
         const int s = round & 1;  // this round is stage s's use number round / 2
         const int next_lead = copy_rows(tile + gridDim.x, s ^ 1);
         bulk_wait(&rows_in[s][warp], (round >> 1) & 1);
         const int64_t r0 = (tile * kMatvecWarps + warp) * R;
         const int nr = int(min(int64_t(R), P.rows - r0));
-        float acc[R];
+        if (nr > 0) {
+            float acc[R];
 #pragma unroll
-        for (int k = 0; k < R; ++k) acc[k] = 0.0f;
-        dot_staged_rows<T, R>(stage(s) + lead, P.row_bytes, nr, cols, xs, lane, acc);
+            for (int k = 0; k < R; ++k) acc[k] = 0.0f;
+            const uint8_t* rows[R];
+            staged_row_pointers<R>(stage(s) + lead, P.row_bytes, nr, rows);
+            dot_rows<T, R>(rows, int(cols / 8), xs, lane, acc);
 #pragma unroll
-        for (int k = 0; k < R; ++k) {
-            const float sum = warp_sum(acc[k]) * scale;
-            if (lane == k && k < nr) {
-                float* o = P.out + r0 + k;
-                *o = (P.accumulate ? *o : 0.0f) + sum + (P.bias ? P.bias[r0 + k] : 0.0f);
+            for (int k = 0; k < R; ++k) {
+                const float sum = warp_sum(acc[k]) * scale;
+                if (lane == k && k < nr) {
+                    float* o = P.out + r0 + k;
+                    *o = (P.accumulate ? *o : 0.0f) + sum + (P.bias ? P.bias[r0 + k] : 0.0f);
+                }
             }
         }
         __syncwarp();  // the stage is refilled in the next round
@@ -380,12 +417,14 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     __pipeline_wait_prior(0);
     __syncwarp();
     const MatvecIn in{x, nullptr, 0.0f};
-    const int64_t g0 = u0 * (kUnit / 8), g1 = u1 * (kUnit / 8);
+    using L = GroupLayout<T>;
+    const int i = lane % L::kPerBlock, g1 = int(u1 * (kUnit / 8));
+    int offset = (lane / L::kPerBlock) * L::kBlockBytes;
     float acc = 0.0f;
-    for (int64_t g = g0 + lane; g < g1; g += 32) {
+    for (int g = int(u0 * (kUnit / 8)) + lane; g < g1; g += 32, offset += (32 / L::kPerBlock) * L::kBlockBytes) {
         float x8[8];
         load_input<MatvecInput::Plain>(in, cols, 0, g, 1.0f, x8);
-        acc += dot_group<T>(to + lead, g - g0, x8, sum8(x8));
+        acc += dot_group<T>(to + lead + offset, i, x8, sum8(x8));
     }
     acc = warp_sum(acc);
     if (lane == 0) partial[warp] = acc;
@@ -440,12 +479,14 @@ static int staged_rows_per_warp(const StagedParts& parts, int room, bool swiglu,
     return widest > 0 && blocks <= int64_t(kResidentPerSm) * sms ? 1 : widest;
 }
 
-static int multiprocessors() {
-    int device = 0, sms = 0;
+static int device_attribute(cudaDeviceAttr attribute) {
+    int device = 0, value = 0;
     ORCD_CUDA_CHECK(cudaGetDevice(&device));
-    ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
+    ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&value, attribute, device));
+    return value;
 }
+
+static int multiprocessors() { return device_attribute(cudaDevAttrMultiProcessorCount); }
 
 // Launches the staged kernel compiled for the types Ts (any type when empty) if
 // every part is of one of them.
@@ -492,29 +533,49 @@ static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in,
     launch_staged_for<I, R, Swiglu>(parts, blocks, cols, in, stream);
 }
 
-// The streaming kernel for one normed part of many rows (R rows per warp), if its
-// type is one it is compiled for.
+// The streaming kernel for one large part (the output layer, or any product of
+// at least kStreamMinBytes), if its type is one it is compiled for and a block's
+// stages fit: R rows per warp, the most of 4, 2, 1 that leave room for two
+// blocks per SM, else one row if one block fits. Plain input when in.norm_w is null.
 constexpr int64_t kStreamMinRows = 32768;
+constexpr int64_t kStreamMinBytes = int64_t(16) << 20;
+
+static size_t stream_stage_bytes(int R, int row_bytes) {  // 15 bytes of slack either side of the rows
+    return size_t(R * row_bytes + 32 + 15) / 16 * 16;
+}
+static size_t stream_smem_bytes(int R, int row_bytes, int64_t cols) {
+    return 2 * kMatvecWarps * stream_stage_bytes(R, row_bytes) + sizeof(float) * size_t(cols);
+}
+
+// The most rows per warp (4, 2, 1) whose blocks fit two to an SM, else 1 if one
+// block fits at all, else 0. (The static shared memory and the 1 KB the system
+// keeps per block are counted as 2 KB.)
+static int stream_rows_per_warp(int row_bytes, int64_t cols) {
+    const size_t per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor));
+    const size_t per_block = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin));
+    for (int r : {4, 2, 1})
+        if (2 * (stream_smem_bytes(r, row_bytes, cols) + 2048) <= per_sm) return r;
+    return stream_smem_bytes(1, row_bytes, cols) + 1024 <= per_block ? 1 : 0;
+}
 
 template <int R>
-static bool try_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
+static bool launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
     bool launched = false;
     const auto launch = [&]<TensorType T>() {
         const auto kernel = matvec1_stream_kernel<R, T>;
         static bool configured = [&] {
-            const size_t most = 2 * kMatvecWarps * (kStageBytes + 16) + sizeof(float) * kMaxStagedCols;
-            ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(most)));
+            ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024));
             return true;
         }();
         (void)configured;
-        const int stage_bytes = (R * p.row_bytes + 32 + 15) / 16 * 16;  // 15 bytes of slack either side
-        const size_t smem = size_t(2 * kMatvecWarps) * stage_bytes + sizeof(float) * size_t(cols);
+        const size_t smem = stream_smem_bytes(R, p.row_bytes, cols);
         const int sms = multiprocessors();
         int per_sm = 0;
         ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, smem));
         const int64_t tiles = (p.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
         const unsigned blocks = unsigned(std::min<int64_t>(tiles, int64_t(std::max(1, per_sm)) * sms));
-        launch_pdl(kernel, blocks, kMatvecWarps * 32, smem, stream, p, cols, in, stage_bytes);
+        launch_pdl(kernel, blocks, kMatvecWarps * 32, smem, stream, p, cols, in, int(stream_stage_bytes(R, p.row_bytes)));
         launched = true;
     };
     using T = TensorType;
@@ -529,18 +590,21 @@ static bool try_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, cu
     return launched;
 }
 
+static bool try_stream(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInput input, cudaStream_t stream) {
+    if (p.rows < kStreamMinRows && p.rows * p.row_bytes < kStreamMinBytes) return false;
+    if (input == MatvecInput::Plain) in.norm_w = nullptr;
+    switch (stream_rows_per_warp(p.row_bytes, cols)) {
+        case 4: return launch_stream<4>(p, cols, in, stream);
+        case 2: return launch_stream<2>(p, cols, in, stream);
+        case 1: return launch_stream<1>(p, cols, in, stream);
+        default: return false;
+    }
+}
+
 template <MatvecInput I, bool Swiglu>
 static bool try_staged(const StagedParts& parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
     if (cols > kMaxStagedCols) return false;
     const int room = Swiglu ? kUpStage : kStageBytes;
-    if (I == MatvecInput::Norm && !Swiglu && parts.count == 1 && parts.part[0].rows >= kStreamMinRows) {
-        const int widest = widest_rows_per_warp(parts, room);
-        const bool streamed = widest == 4   ? try_stream<4>(parts.part[0], cols, in, stream)
-                              : widest == 2 ? try_stream<2>(parts.part[0], cols, in, stream)
-                              : widest == 1 ? try_stream<1>(parts.part[0], cols, in, stream)
-                                            : false;
-        if (streamed) return true;
-    }
     switch (staged_rows_per_warp(parts, room, Swiglu, multiprocessors())) {
         case 4: launch_staged_r<I, 4, Swiglu>(parts, cols, in, stream); return true;
         case 2: launch_staged_r<I, 2, Swiglu>(parts, cols, in, stream); return true;
@@ -584,6 +648,7 @@ void launch_matvec1_parts(const std::vector<MatvecPart>& list, int64_t cols, Mat
         launch_matvec1_parts(std::vector<MatvecPart>(list.begin() + kMaxParts, list.end()), cols, input, in, stream);
         return;
     }
+    if (list.size() == 1 && try_stream(list[0], cols, in, input, stream)) return;
     if (list.size() == 1 && input == MatvecInput::Plain && try_split(list[0], cols, in.x, stream)) return;
     StagedParts parts{};
     parts.count = int(list.size());

@@ -17,6 +17,11 @@
 
 namespace orcd::cuda {
 
+// Halves per shared-memory row of a tile read with ldmatrix: `halves` (a multiple
+// of 8) plus 8, so that the 8 row addresses of one 8x8 matrix fall in 8 distinct
+// 16-byte bank groups instead of one.
+__host__ __device__ constexpr int ldmatrix_row_halves(int halves) { return halves + 8; }
+
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

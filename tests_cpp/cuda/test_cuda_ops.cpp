@@ -417,6 +417,32 @@ TEST_F(CudaOps, NormedMatmulOfManyRows) {
     }
 }
 
+// One token through a plain product of at least 16 MB (a 7B model's FFN or
+// output): streamed by resident blocks, four, two or one rows per warp as the
+// row width allows (one block per SM for the widest), a row count no multiple of
+// a tile, a bias with accumulation; Q5_1 is not streamed (the staged kernel).
+TEST_F(CudaOps, PlainMatmulOfManyBytes) {
+    struct Case { TensorType type; uint64_t cols; };
+    const Case cases[] = {{TensorType::Q8_0, 4096}, {TensorType::Q4_K, 4096},  {TensorType::Q4_K, 14336},
+                          {TensorType::Q6_K, 2048}, {TensorType::Q5_0, 1024},  {TensorType::Q4_0, 4096},
+                          {TensorType::Q5_1, 4096}};
+    for (const Case& c : cases) {
+        const uint64_t row_bytes = c.cols / gguf::traits(c.type).block_size * gguf::traits(c.type).block_bytes;
+        const uint64_t rows = (uint64_t(16) << 20) / row_bytes + 37;
+        SCOPED_TRACE(std::string(gguf::traits(c.type).name) + " x " + std::to_string(c.cols) + ", rows " +
+                     std::to_string(rows));
+        WeightSet ws;
+        build_weights(ws, {{"w", c.type, c.cols, rows}, {"b", TensorType::F32, rows, 1}}, *cpu, *gpu, rng);
+        auto x = random_floats(c.cols, rng);
+        auto init = random_floats(rows, rng);
+        std::vector<float> ref = init;
+        cpu->matmul(ws.cpu[0], x.data(), 1, ref.data(), int(rows), &ws.cpu[1], true);
+        DeviceVec<float> dx(x), out(init);
+        gpu->matmul(ws.gpu[0], dx.ptr, 1, out.ptr, int(rows), &ws.gpu[1], true);
+        EXPECT_LT(rel_error(out.host(), ref), 2e-5);
+    }
+}
+
 // Top-k on the device against the CPU's exact selection, ties included: a run of
 // equal values across the k-th place, equal zeros of both signs, all-equal input.
 TEST_F(CudaOps, TopK) {
