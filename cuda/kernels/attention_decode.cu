@@ -108,9 +108,14 @@ __device__ __forceinline__ AttnPlan attn_plan(const DecodeAttentionArgs& p) {
     plan.sets = split_heads ? p.n_heads / p.n_kv_heads : 1;
     // A head's own items take up to kAttnMinKeysOneHead keys: a split more costs
     // more (its partials' round trip through L2 and the merge) than the keys save.
+    // A group's items take at least two tiles once they would outnumber the SMs
+    // (half the grid): at 8,192 keys and 2 KV heads, 258 items of one tile made
+    // decode 1,348 tok/s, 130 items of two 1,400 (bench/NOTES.md, round 26).
+    const int sm_splits = max(1, p.splits / 2);  // the grid is n_kv_heads x splits blocks, two per SM
+    const int two_tile_splits = (plan.kv_len + 2 * kAttnTileKeys - 1) / (2 * kAttnTileKeys);
     const int splits = split_heads
                            ? max(1, min(p.splits, (plan.kv_len + kAttnMinKeysOneHead - 1) / kAttnMinKeysOneHead))
-                           : min_splits;
+                           : min(min_splits, max(sm_splits, two_tile_splits));
     // Whole tiles per split: no split ends in a tile of a few keys.
     const int chunk = (plan.kv_len + splits - 1) / splits;
     plan.chunk = (chunk + kAttnTileKeys - 1) / kAttnTileKeys * kAttnTileKeys;

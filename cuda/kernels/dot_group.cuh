@@ -103,9 +103,15 @@ __device__ __forceinline__ float dot_group(const uint8_t* blk, int i, const floa
     } else if constexpr (T == TensorType::Q4_K) {
         const auto* b = reinterpret_cast<const quant::block_q4_k*>(blk);
         const int c = i >> 3, hi = (i >> 2) & 1, l = (i & 3) * 8;
-        int sc, m;
-        k4_scale_min(b->scales, 2 * c + hi, sc, m);
-        const float d = half_bits_to_float(b->d) * float(sc), mn = half_bits_to_float(b->dmin) * float(m);
+        // d, dmin and the 12 scale bytes in one 16-byte load; the lane's pair j
+        // (fixed per lane) without a branch.
+        const uint4 head = *reinterpret_cast<const uint4*>(blk);
+        const int j = 2 * c + hi, shift = 8 * (j & 3);
+        const uint32_t s_lo = head.y >> shift, s_mid = head.z >> shift, s_hi = head.w >> shift;
+        const uint32_t sc = j < 4 ? s_lo & 63 : (s_hi & 15) | ((s_lo >> 2) & 0x30);
+        const uint32_t m = j < 4 ? s_mid & 63 : ((s_hi >> 4) & 15) | ((s_mid >> 2) & 0x30);
+        const float d = half_bits_to_float(uint16_t(head.x)) * float(sc);
+        const float mn = half_bits_to_float(uint16_t(head.x >> 16)) * float(m);
         const uint2 q = *reinterpret_cast<const uint2*>(b->qs + 32 * c + l);
         const uint32_t lo = (q.x >> (4 * hi)) & 0x0F0F0F0Fu, hi_w = (q.y >> (4 * hi)) & 0x0F0F0F0Fu;
         return d * (256.0f * mantissa_dot(lo, hi_w, x) - 128.0f * sx) - mn * sx;

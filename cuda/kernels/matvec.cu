@@ -174,6 +174,11 @@ __device__ __forceinline__ int stage_rows(const uint8_t* first, int row_bytes, i
 // norm's scale rsqrt(mean(x^2) + eps) is left for the end of the product (it
 // multiplies every row's sum), so nothing waits for its block reduction here:
 // each warp leaves its sum of squares in ss_part[warp] (kMatvecWarps warps).
+// Layout: the first four inputs of every group of 8, then the last four (two
+// float4 arrays), so that the lanes' loads of a group are consecutive 16-byte
+// pieces: with the groups side by side, a warp's float4 loads of x touched
+// every other bank group and took twice the shared-memory wavefronts, which
+// bound the products of one row per warp (bench/NOTES.md, round 26).
 template <MatvecInput I>
 __device__ __forceinline__ void stage_input(const MatvecIn& in, int64_t cols, float* xs, float* ss_part) {
     const int quads = int(cols / 4);
@@ -185,7 +190,7 @@ __device__ __forceinline__ void stage_input(const MatvecIn& in, int64_t cols, fl
             const float4 w = __ldg(reinterpret_cast<const float4*>(in.norm_w) + c);
             v = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
         }
-        reinterpret_cast<float4*>(xs)[c] = v;
+        reinterpret_cast<float4*>(xs)[(c & 1) * (quads / 2) + c / 2] = v;
     }
     if constexpr (I == MatvecInput::Norm) {
         ss = warp_sum(ss);
@@ -206,19 +211,21 @@ __device__ __forceinline__ float input_scale(const MatvecIn& in, int64_t cols, c
 
 // acc[k] += x . row k (rows: K staged rows in shared memory, each of `groups`
 // groups of 8), the lane's share (not yet summed over the warp); x from the
-// block's shared copy. The lane's block advances by a fixed step and its group
-// in the block is fixed (dot_group.cuh). Callers that have fewer rows than K
-// repeat the last one, so that the loop has no per-row branch.
+// block's shared copy (stage_input's layout: the first and the last four of
+// each group of 8 in x_lo and x_hi). The lane's block advances by a
+// fixed step and its group in the block is fixed (dot_group.cuh). Callers that
+// have fewer rows than K repeat the last one, so that the loop has no per-row
+// branch.
 template <TensorType T, int K>
-__device__ __forceinline__ void dot_rows(const uint8_t* const (&rows)[K], int groups, const float* xs, int lane,
-                                         float (&acc)[K]) {
+__device__ __forceinline__ void dot_rows(const uint8_t* const (&rows)[K], int groups, const float4* x_lo,
+                                         const float4* x_hi, int lane, float (&acc)[K]) {
     using L = GroupLayout<T>;
     constexpr int kStep = (32 / L::kPerBlock) * L::kBlockBytes;
     const int i = lane % L::kPerBlock;
     int offset = (lane / L::kPerBlock) * L::kBlockBytes;
 #pragma unroll 2
     for (int g = lane; g < groups; g += 32, offset += kStep) {
-        const float4 x0 = reinterpret_cast<const float4*>(xs)[2 * g], x1 = reinterpret_cast<const float4*>(xs)[2 * g + 1];
+        const float4 x0 = x_lo[g], x1 = x_hi[g];
         const float x8[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
         const float sx = sum8(x8);
 #pragma unroll
@@ -230,7 +237,8 @@ __device__ __forceinline__ void dot_rows(const uint8_t* const (&rows)[K], int gr
 template <int K, TensorType... Ts>
 __device__ __forceinline__ void dot_rows(TensorType type, const uint8_t* const (&rows)[K], int groups,
                                          const float* xs, int lane, float (&acc)[K]) {
-    const auto dot = [&]<TensorType T>() { dot_rows<T, K>(rows, groups, xs, lane, acc); };
+    const float4* x_lo = reinterpret_cast<const float4*>(xs);
+    const auto dot = [&]<TensorType T>() { dot_rows<T, K>(rows, groups, x_lo, x_lo + groups, lane, acc); };
     if constexpr (sizeof...(Ts) == 0)
         dispatch_type_on_device(type, dot);
     else
@@ -319,73 +327,118 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts 
     }
 }
 
-// One token, one product of many rows (the output layer: ~150k rows) with the
-// norm folded in: as many blocks as are resident at once, each looping over
-// tiles of kMatvecWarps * R rows. A warp's next rows are copied while it decodes
-// its current ones (two stages), and the input is staged once per block instead
-// of once per tile. (A block per tile: 4,752 blocks, 62 % of the copy bandwidth.)
-template <int R, TensorType T>
+// One token, one product of many rows (the output layer, a 7B model's FFN): as
+// many blocks as are resident at once, each looping over tiles of
+// kMatvecWarps * R rows, with the input (normalised or plain) staged once per
+// block. A warp's step is R rows of a piece of the columns (all of them when R
+// whole rows fit its stage): the next step's rows are copied (bulk copies)
+// while it decodes the current ones (two stages), and the sums accumulate
+// over the pieces of a tile. Pieces let wide rows keep R = 4, so that each load
+// of x serves four rows (with one row per warp, the x loads took most of the
+// shared-memory bandwidth). (A block per tile: 4,752 blocks, 62 % of the copy
+// bandwidth for the output layer.)
+struct StreamShape {
+    int piece_cols;   // columns per piece: all, or a multiple of 256 (whole blocks of every type)
+    int piece_bytes;  // their bytes in a row
+    int row_stride;   // bytes per row in a stage: the piece, its 16-byte lead and the loads' slack
+};
+
+template <int R, TensorType T, bool Whole>
 __global__ void __launch_bounds__(kMatvecWarps * 32)
-    matvec1_stream_kernel(MatvecPart P, int64_t cols, MatvecIn in, int stage_bytes) {
+    matvec1_stream_kernel(MatvecPart P, int64_t cols, MatvecIn in, StreamShape shape) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ float ss_part[kMatvecWarps];
+    __shared__ uint64_t rows_in[2][kMatvecWarps];  // a warp's stage s has its rows
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t tiles = (P.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
-    __shared__ uint64_t rows_in[2][kMatvecWarps];  // a warp's stage s has its rows
-    const auto stage = [&](int s) { return smem + (s * kMatvecWarps + warp) * stage_bytes; };  // s: 0 or 1
+    const int pieces = Whole ? 1 : int((cols + shape.piece_cols - 1) / shape.piece_cols);
+    const int piece_bytes = shape.piece_bytes;
+    const auto stage = [&](int s) { return smem + (s * kMatvecWarps + warp) * R * shape.row_stride; };  // s: 0 or 1
     if (lane == 0) {
         bulk_barrier_init(&rows_in[0][warp]);
         bulk_barrier_init(&rows_in[1][warp]);
     }
     __syncwarp();
-    // Copies this warp's rows of a tile (none past the last) into stage s with one
-    // bulk copy, from the 16-byte boundary at or below the first row (the same
-    // tensor) to at most 15 bytes after the last (inside the 256-aligned arena);
-    // returns the offset of the first row in the stage.
-    const auto copy_rows = [&](int64_t tile, int s) {
+    // Whole rows are consecutive in global memory and come in one bulk copy (four
+    // copies of short rows made the output layer 54 -> 68 us); pieces come one
+    // copy per row, row k at k * row_stride in the stage. (Whole: compiled
+    // without the pieces' bookkeeping.)
+    constexpr bool whole = Whole;
+    // Row k of a step in global memory (its piece), and its 16-byte aligned range.
+    const auto piece_range = [&](int64_t r0, int k, int piece) {
+        const int bytes = min(piece_bytes, P.row_bytes - piece * piece_bytes);
+        return aligned_range(P.w + size_t(r0 + k) * P.row_bytes + size_t(piece) * piece_bytes, bytes);
+    };
+    // Copies the warp's rows of a step (none past the last row or tile) into stage s.
+    const auto copy_step = [&](int64_t tile, int piece, int s) {
         const int64_t r0 = (tile * kMatvecWarps + warp) * R;
-        const int nr = tile < tiles ? int(min(int64_t(R), P.rows - r0)) : 0;
-        const AlignedRange r = aligned_range(P.w + size_t(nr > 0 ? r0 : 0) * P.row_bytes, nr * P.row_bytes);
-        if (lane == 0) {
+        const int nr = tile < tiles ? int(max(int64_t(0), min(int64_t(R), P.rows - r0))) : 0;
+        if (lane != 0) return;
+        if (whole) {
+            const AlignedRange r = aligned_range(P.w + size_t(nr > 0 ? r0 : 0) * P.row_bytes, nr * P.row_bytes);
             bulk_arm(&rows_in[s][warp], r.bytes);
             if (r.bytes > 0) bulk_copy(stage(s), r.from, r.bytes, &rows_in[s][warp]);
+            return;
         }
-        return r.lead;
+        uint32_t total = 0;
+        for (int k = 0; k < nr; ++k) total += piece_range(r0, k, piece).bytes;
+        bulk_arm(&rows_in[s][warp], total);
+        for (int k = 0; k < nr; ++k) {
+            const AlignedRange r = piece_range(r0, k, piece);
+            bulk_copy(stage(s) + k * shape.row_stride, r.from, r.bytes, &rows_in[s][warp]);
+        }
     };
     int64_t tile = blockIdx.x;
-    int lead = copy_rows(tile, 0);
+    int piece = 0;
+    copy_step(tile, piece, 0);
     pdl_enter();
-    float* xs = reinterpret_cast<float*>(smem + 2 * kMatvecWarps * stage_bytes);
+    float* xs = reinterpret_cast<float*>(smem + 2 * kMatvecWarps * R * shape.row_stride);
     if (in.norm_w)
         stage_input<MatvecInput::Norm>(in, cols, xs, ss_part);
     else
         stage_input<MatvecInput::Plain>(in, cols, xs, ss_part);
     __syncthreads();
     const float scale = in.norm_w ? input_scale<MatvecInput::Norm>(in, cols, ss_part) : 1.0f;
-    for (int round = 0; tile < tiles; tile += gridDim.x, ++round) {
+    const int groups = int(cols / 8);
+    const float4* x_lo = reinterpret_cast<const float4*>(xs);
+    float acc[R];
+    for (int round = 0; tile < tiles; ++round) {
         const int s = round & 1;  // this round is stage s's use number round / 2
-        const int next_lead = copy_rows(tile + gridDim.x, s ^ 1);
+        const bool last_piece = Whole || piece + 1 == pieces;
+        const int64_t next_tile = last_piece ? tile + gridDim.x : tile;
+        const int next_piece = last_piece ? 0 : piece + 1;
+        copy_step(next_tile, next_piece, s ^ 1);
         bulk_wait(&rows_in[s][warp], (round >> 1) & 1);
         const int64_t r0 = (tile * kMatvecWarps + warp) * R;
         const int nr = int(min(int64_t(R), P.rows - r0));
         if (nr > 0) {
-            float acc[R];
+            if (piece == 0)
 #pragma unroll
-            for (int k = 0; k < R; ++k) acc[k] = 0.0f;
+                for (int k = 0; k < R; ++k) acc[k] = 0.0f;
             const uint8_t* rows[R];
-            staged_row_pointers<R>(stage(s) + lead, P.row_bytes, nr, rows);
-            dot_rows<T, R>(rows, int(cols / 8), xs, lane, acc);
 #pragma unroll
-            for (int k = 0; k < R; ++k) {
-                const float sum = warp_sum(acc[k]) * scale;
-                if (lane == k && k < nr) {
-                    float* o = P.out + r0 + k;
-                    *o = (P.accumulate ? *o : 0.0f) + sum + (P.bias ? P.bias[r0 + k] : 0.0f);
+            for (int k = 0; k < R; ++k) {  // past the last real row, the last one again
+                const int row = min(k, nr - 1);
+                rows[k] = whole ? stage(s) + piece_range(r0, 0, 0).lead + row * P.row_bytes
+                                : stage(s) + row * shape.row_stride + piece_range(r0, row, piece).lead;
+            }
+            const int g0 = piece * (shape.piece_cols / 8);
+            const int piece_groups = min(groups - g0, shape.piece_cols / 8);
+            dot_rows<T, R>(rows, piece_groups, x_lo + g0, x_lo + groups + g0, lane, acc);
+            if (last_piece) {
+#pragma unroll
+                for (int k = 0; k < R; ++k) {
+                    const float sum = warp_sum(acc[k]) * scale;
+                    if (lane == k && k < nr) {
+                        float* o = P.out + r0 + k;
+                        *o = (P.accumulate ? *o : 0.0f) + sum + (P.bias ? P.bias[r0 + k] : 0.0f);
+                    }
                 }
             }
         }
         __syncwarp();  // the stage is refilled in the next round
-        lead = next_lead;
+        tile = next_tile;
+        piece = next_piece;
     }
 }
 
@@ -399,8 +452,10 @@ constexpr int64_t split_unit() {  // elements of a slice's unit: a quant block, 
 }
 
 // stage_bytes: each warp's share of the dynamic shared memory (its slice and the slack).
+// Eight blocks per SM (32 registers): at 47 registers only five fitted, and the
+// down product's 896 blocks took two waves (4.2 -> 5.3 us).
 template <TensorType T>
-__global__ void __launch_bounds__(kMatvecWarps * 32)
+__global__ void __launch_bounds__(kMatvecWarps * 32, 8)
     matvec1_split_kernel(MatvecPart P, int64_t cols, const float* x, int stage_bytes) {
     extern __shared__ __align__(16) uint8_t stage[];
     __shared__ float partial[kMatvecWarps];
@@ -534,48 +589,78 @@ static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in,
 }
 
 // The streaming kernel for one large part (the output layer, or any product of
-// at least kStreamMinBytes), if its type is one it is compiled for and a block's
-// stages fit: R rows per warp, the most of 4, 2, 1 that leave room for two
-// blocks per SM, else one row if one block fits. Plain input when in.norm_w is null.
+// at least kStreamMinBytes), if its type is one it is compiled for and two
+// blocks fit on an SM with pieces of at least 256 columns. Plain input when
+// in.norm_w is null.
 constexpr int64_t kStreamMinRows = 32768;
 constexpr int64_t kStreamMinBytes = int64_t(16) << 20;
 
-static size_t stream_stage_bytes(int R, int row_bytes) {  // 15 bytes of slack either side of the rows
-    return size_t(R * row_bytes + 32 + 15) / 16 * 16;
+static StreamShape stream_shape(TensorType type, int64_t piece_cols) {
+    const int bytes = int(gguf::row_bytes(type, uint64_t(piece_cols)));
+    return {int(piece_cols), bytes, (bytes + 32 + 15) / 16 * 16};  // 15 bytes of lead, 4 of over-read
 }
-static size_t stream_smem_bytes(int R, int row_bytes, int64_t cols) {
-    return 2 * kMatvecWarps * stream_stage_bytes(R, row_bytes) + sizeof(float) * size_t(cols);
+static size_t stream_smem_bytes(int R, const StreamShape& shape, int64_t cols) {
+    return size_t(2 * kMatvecWarps * R) * shape.row_stride + sizeof(float) * size_t(cols);
 }
 
-// The most rows per warp (4, 2, 1) whose blocks fit two to an SM, else 1 if one
-// block fits at all, else 0. (The static shared memory and the 1 KB the system
-// keeps per block are counted as 2 KB.)
-static int stream_rows_per_warp(int row_bytes, int64_t cols) {
+// Rows per warp and the columns of a step. Whole rows, the most rows per warp (4,
+// 2, 1) that leave room for three blocks per SM; else four rows per warp of the
+// widest pieces (a multiple of 256 columns) that leave room for two. R = 0 when
+// not even pieces of 256 fit. From the H200 runs of round 26: with 4,096 columns,
+// Q4_0 / Q5_0 / Q6_K rows ran fastest one per warp at 3-4 blocks per SM, and Q8_0
+// rows (two blocks per SM whole) in pieces of 1,024 columns, four per warp, where
+// each load of x serves four rows. (The static shared memory and the 1 KB the
+// system keeps per block count as 2 KB.)
+struct StreamChoice {
+    int R;
+    StreamShape shape;
+};
+static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const size_t per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor));
-    const size_t per_block = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin));
-    for (int r : {4, 2, 1})
-        if (2 * (stream_smem_bytes(r, row_bytes, cols) + 2048) <= per_sm) return r;
-    return stream_smem_bytes(1, row_bytes, cols) + 1024 <= per_block ? 1 : 0;
+    const auto fits = [&](int R, int64_t piece, int blocks) {
+        return blocks * (stream_smem_bytes(R, stream_shape(type, piece), cols) + 2048) <= per_sm;
+    };
+    for (int R : {4, 2, 1})
+        if (fits(R, cols, 3)) return {R, stream_shape(type, cols)};
+    for (int64_t piece = (cols - 1) / 256 * 256; piece >= 256; piece -= 256)
+        if (fits(4, piece, 2)) return {4, stream_shape(type, piece)};
+    return {0, {}};
 }
 
-template <int R>
-static bool launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
+template <int R, TensorType T, bool Whole>
+static void launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, const StreamShape& shape,
+                          cudaStream_t stream) {
+    const auto kernel = matvec1_stream_kernel<R, T, Whole>;
+    static bool configured = [&] {
+        ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024));
+        return true;
+    }();
+    (void)configured;
+    const size_t smem = stream_smem_bytes(R, shape, cols);
+    int per_sm = 0;
+    ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, smem));
+    const int64_t tiles = (p.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
+    const unsigned blocks = unsigned(std::min<int64_t>(tiles, int64_t(std::max(1, per_sm)) * multiprocessors()));
+    launch_pdl(kernel, blocks, kMatvecWarps * 32, smem, stream, p, cols, in, shape);
+}
+
+static bool try_stream(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInput input, cudaStream_t stream) {
+    if (p.rows < kStreamMinRows && p.rows * p.row_bytes < kStreamMinBytes) return false;
+    if (input == MatvecInput::Plain) in.norm_w = nullptr;
     bool launched = false;
     const auto launch = [&]<TensorType T>() {
-        const auto kernel = matvec1_stream_kernel<R, T>;
-        static bool configured = [&] {
-            ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024));
-            return true;
-        }();
-        (void)configured;
-        const size_t smem = stream_smem_bytes(R, p.row_bytes, cols);
-        const int sms = multiprocessors();
-        int per_sm = 0;
-        ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, smem));
-        const int64_t tiles = (p.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
-        const unsigned blocks = unsigned(std::min<int64_t>(tiles, int64_t(std::max(1, per_sm)) * sms));
-        launch_pdl(kernel, blocks, kMatvecWarps * 32, smem, stream, p, cols, in, int(stream_stage_bytes(R, p.row_bytes)));
+        const StreamChoice c = choose_stream(T, cols);
+        const bool whole = c.shape.piece_cols == cols;
+        switch (c.R) {
+            case 4:
+                whole ? launch_stream<4, T, true>(p, cols, in, c.shape, stream)
+                      : launch_stream<4, T, false>(p, cols, in, c.shape, stream);
+                break;
+            case 2: launch_stream<2, T, true>(p, cols, in, c.shape, stream); break;
+            case 1: launch_stream<1, T, true>(p, cols, in, c.shape, stream); break;
+            default: return;
+        }
         launched = true;
     };
     using T = TensorType;
@@ -588,17 +673,6 @@ static bool launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in,
         default: break;
     }
     return launched;
-}
-
-static bool try_stream(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInput input, cudaStream_t stream) {
-    if (p.rows < kStreamMinRows && p.rows * p.row_bytes < kStreamMinBytes) return false;
-    if (input == MatvecInput::Plain) in.norm_w = nullptr;
-    switch (stream_rows_per_warp(p.row_bytes, cols)) {
-        case 4: return launch_stream<4>(p, cols, in, stream);
-        case 2: return launch_stream<2>(p, cols, in, stream);
-        case 1: return launch_stream<1>(p, cols, in, stream);
-        default: return false;
-    }
 }
 
 template <MatvecInput I, bool Swiglu>

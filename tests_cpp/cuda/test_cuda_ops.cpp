@@ -418,9 +418,10 @@ TEST_F(CudaOps, NormedMatmulOfManyRows) {
 }
 
 // One token through a plain product of at least 16 MB (a 7B model's FFN or
-// output): streamed by resident blocks, four, two or one rows per warp as the
-// row width allows (one block per SM for the widest), a row count no multiple of
-// a tile, a bias with accumulation; Q5_1 is not streamed (the staged kernel).
+// output): streamed by resident blocks, whole rows one, two or four per warp, or
+// pieces of the columns four rows per warp (the last piece shorter for 14,336),
+// a row count no multiple of a tile, a bias with accumulation; Q5_1 is not
+// streamed (the staged kernel).
 TEST_F(CudaOps, PlainMatmulOfManyBytes) {
     struct Case { TensorType type; uint64_t cols; };
     const Case cases[] = {{TensorType::Q8_0, 4096}, {TensorType::Q4_K, 4096},  {TensorType::Q4_K, 14336},
