@@ -53,7 +53,7 @@ __device__ __forceinline__ uint32_t load4_from2(const uint8_t* p) {
     return __funnelshift_r(w[0], w[1], 8 * misalign);
 }
 
-// A float whose top byte is c's and whose byte `at` (1 or 2; the others zero) is
+// A float whose top byte is c's and whose byte `at` (0 or 2; the others zero) is
 // byte k of w: one byte permute. The constant is the permute's first operand, so
 // that it sits in a register once per kernel and the selector is the immediate
 // (the other way round, every selector cost a move: eight per group).

@@ -366,7 +366,6 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     // copies of short rows made the output layer 54 -> 68 us); pieces come one
     // copy per row, row k at k * row_stride in the stage. (Whole: compiled
     // without the pieces' bookkeeping.)
-    constexpr bool whole = Whole;
     // Row k of a step in global memory (its piece), and its 16-byte aligned range.
     const auto piece_range = [&](int64_t r0, int k, int piece) {
         const int bytes = min(piece_bytes, P.row_bytes - piece * piece_bytes);
@@ -377,7 +376,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
         const int64_t r0 = (tile * kMatvecWarps + warp) * R;
         const int nr = tile < tiles ? int(max(int64_t(0), min(int64_t(R), P.rows - r0))) : 0;
         if (lane != 0) return;
-        if (whole) {
+        if constexpr (Whole) {
             const AlignedRange r = aligned_range(P.w + size_t(nr > 0 ? r0 : 0) * P.row_bytes, nr * P.row_bytes);
             bulk_arm(&rows_in[s][warp], r.bytes);
             if (r.bytes > 0) bulk_copy(stage(s), r.from, r.bytes, &rows_in[s][warp]);
@@ -422,7 +421,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
 #pragma unroll
             for (int k = 0; k < R; ++k) {  // past the last real row, the last one again
                 const int row = min(k, nr - 1);
-                rows[k] = whole ? stage(s) + piece_range(r0, 0, 0).lead + row * P.row_bytes
+                rows[k] = Whole ? stage(s) + piece_range(r0, 0, 0).lead + row * P.row_bytes
                                 : stage(s) + row * shape.row_stride + piece_range(r0, row, piece).lead;
             }
             const int g0 = piece * (shape.piece_cols / 8);
