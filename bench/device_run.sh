@@ -145,10 +145,10 @@ fi
 if has stalls; then
   say "stalls: ncu sections of the decode kernels (context 8,192)"
   for pick in "matvec1_stream 1" "matvec1_kernel|matvec1_split|attention_decode 5"; do
-    set -- $pick
+    read -r kernels launches <<< "$pick"
     timeout 200 ncu --profile-from-start off --graph-profiling node --cache-control none --clock-control none \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
-      --section Occupancy --section LaunchStats -k "regex:$1" --launch-count "$2" \
+      --section Occupancy --section LaunchStats -k "regex:$kernels" --launch-count "$launches" \
       python3 "$SRC/bench/profile_decode.py" "$SYNTH_MODEL" 1 8192 >> "$OUT/stalls.txt" 2>&1
   done
   grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Achieved Occupancy|Stall|Registers Per|Block Limit" "$OUT/stalls.txt" | head -60
