@@ -55,6 +55,7 @@
 #include "kernels/bulk_copy.cuh"
 #include "kernels/dequant.cuh"
 #include "kernels/dot_group.cuh"
+#include "kernels/dot_half.cuh"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
 #include "kernels/reduce.cuh"
@@ -330,6 +331,101 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts 
     }
 }
 
+// The streaming kernel's copy of the input in fp16 (dot_half.cuh): x (times
+// norm_w for Norm) times 2^-e, the power of two that brings its largest
+// magnitude below 1, as octets of 8 in the order (0, 2), (1, 3), (4, 6), (5, 7),
+// swizzled (swizzled_octet; the octets padded to a multiple of 8), then, with
+// Sums, the fp32 sum of every run of 16 rounded inputs. Two passes over x (from
+// L2): the maximum and the norm's sum of squares (each warp's in ss_part), then
+// the conversion. Every thread must call it; it synchronises the block once and
+// the caller once more before the copy is read. Returns 2^e.
+constexpr int64_t half_input_octets(int64_t cols) { return (cols / 8 + 7) / 8 * 8; }
+constexpr size_t half_input_bytes(int64_t cols) {
+    return size_t(16 * half_input_octets(cols)) + sizeof(float) * size_t(cols / 16);
+}
+
+template <MatvecInput I, bool Sums>
+__device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t cols, uint4* xh, float* run_sums,
+                                                  float* ss_part) {
+    __shared__ float max_part[kMatvecWarps];
+    const auto times_norm_w = [&](int c, float4 v) {
+        if constexpr (I == MatvecInput::Norm) {
+            const float4 w = __ldg(reinterpret_cast<const float4*>(in.norm_w) + c);
+            v = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
+        }
+        return v;
+    };
+    const float4* x4 = reinterpret_cast<const float4*>(in.x);
+    float ss = 0.0f, mx = 0.0f;
+    for (int c = threadIdx.x; c < int(cols / 4); c += blockDim.x) {
+        float4 v = x4[c];
+        if constexpr (I == MatvecInput::Norm) ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        v = times_norm_w(c, v);
+        mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    }
+    ss = warp_sum(ss);
+    mx = warp_max(mx);
+    if (threadIdx.x % 32 == 0) {
+        ss_part[threadIdx.x / 32] = ss;
+        max_part[threadIdx.x / 32] = mx;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int w = 0; w < kMatvecWarps; ++w) mx = fmaxf(mx, max_part[w]);
+    // mx < 2^(E - 126) for its biased exponent E; E capped so that the factors stay normal.
+    const int e = min(int(__float_as_uint(mx) >> 23) & 255, 252);
+    const float down = __uint_as_float(uint32_t(253 - e) << 23), up = __uint_as_float(uint32_t(e + 1) << 23);
+    for (int r = threadIdx.x; r < int(cols / 16); r += blockDim.x) {
+        float v[16];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const float4 q = times_norm_w(4 * r + k, x4[4 * r + k]);
+            v[4 * k] = q.x * down; v[4 * k + 1] = q.y * down; v[4 * k + 2] = q.z * down; v[4 * k + 3] = q.w * down;
+        }
+        uint32_t h[8];
+        float sums[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {  // four k: elements 4k..4k+3 as the pairs (4k, 4k+2), (4k+1, 4k+3)
+            const __half2 p0 = __floats2half2_rn(v[4 * k], v[4 * k + 2]), p1 = __floats2half2_rn(v[4 * k + 1], v[4 * k + 3]);
+            memcpy(&h[2 * k], &p0, 4);
+            memcpy(&h[2 * k + 1], &p1, 4);
+            sums[k] = half2_total(p0) + half2_total(p1);
+        }
+        const int o = swizzled_octet(2 * r);  // the run's octets: o and o ^ 1
+        xh[o] = make_uint4(h[0], h[1], h[2], h[3]);
+        xh[o ^ 1] = make_uint4(h[4], h[5], h[6], h[7]);
+        if constexpr (Sums) run_sums[r] = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+    }
+    return up;
+}
+
+// acc[k] += x . row k over `blocks` quant blocks of R staged rows, the lane's
+// share, with the fp16 input of stage_input_half (xh, run_sums); first_block:
+// the index in the row of the rows' first block (for the input's offset). A
+// warp step takes 32 / kLanes blocks, each lane its part of one (dot_half.cuh).
+// A step is 32 octets times a multiple of 4, so the swizzle is the same at
+// every step and each lane's input addresses are computed once.
+template <TensorType T, int R>
+__device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], int blocks, int first_block,
+                                              const uint4* xh, const float* run_sums, int lane, float (&acc)[R]) {
+    using L = HalfLayout<T>;
+    constexpr int kBlocksPerStep = 32 / L::kLanes, kOctets = L::kElems / 8;
+    const int part = lane % L::kLanes;
+    int b = lane / L::kLanes;
+    const int oa = (first_block + b) * kOctets + L::run_a(part), ob = (first_block + b) * kOctets + L::run_b(part);
+    const uint4 *xa0 = xh + swizzled_octet(oa), *xa1 = xh + (swizzled_octet(oa) ^ 1);
+    const uint4 *xb0 = xh + swizzled_octet(ob), *xb1 = xh + (swizzled_octet(ob) ^ 1);
+    const float *sa = run_sums + oa / 2, *sb = run_sums + ob / 2;
+    int offset = b * L::kBlockBytes, step = 0;  // step: the octets from the lane's first block
+#pragma unroll 2
+    for (; b < blocks; b += kBlocksPerStep, offset += kBlocksPerStep * L::kBlockBytes, step += kBlocksPerStep * kOctets) {
+        const uint4 xa[2] = {xa0[step], xa1[step]}, xb[2] = {xb0[step], xb1[step]};
+        const float sum_a = L::kSums ? sa[step / 2] : 0.0f, sum_b = L::kSums ? sb[step / 2] : 0.0f;
+#pragma unroll
+        for (int k = 0; k < R; ++k) acc[k] += dot_half<T>(rows[k] + offset, part, xa, xb, sum_a, sum_b);
+    }
+}
+
 // One token, one product of many rows (the output layer, a 7B model's FFN): as
 // many blocks as are resident at once, each looping over tiles of
 // kMatvecWarps * R rows, with the input (normalised or plain) staged once per
@@ -394,15 +490,14 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     int piece = 0;
     copy_step(tile, piece, 0);
     pdl_enter();
-    float* xs = reinterpret_cast<float*>(smem + 2 * kMatvecWarps * R * shape.row_stride);
-    if (in.norm_w)
-        stage_input<MatvecInput::Norm>(in, cols, xs, ss_part);
-    else
-        stage_input<MatvecInput::Plain>(in, cols, xs, ss_part);
+    uint4* xh = reinterpret_cast<uint4*>(smem + 2 * kMatvecWarps * R * shape.row_stride);
+    float* run_sums = reinterpret_cast<float*>(xh + half_input_octets(cols));
+    constexpr bool kSums = HalfLayout<T>::kSums;
+    const float up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums>(in, cols, xh, run_sums, ss_part)
+                               : stage_input_half<MatvecInput::Plain, kSums>(in, cols, xh, run_sums, ss_part);
     __syncthreads();
-    const float scale = in.norm_w ? input_scale<MatvecInput::Norm>(in, cols, ss_part) : 1.0f;
-    const int groups = int(cols / 8);
-    const float4* x_lo = reinterpret_cast<const float4*>(xs);
+    const float scale = up * (in.norm_w ? input_scale<MatvecInput::Norm>(in, cols, ss_part) : 1.0f);
+    constexpr int kBlockElems = HalfLayout<T>::kElems;
     float acc[R];
     for (int round = 0; tile < tiles; ++round) {
         const int s = round & 1;  // this round is stage s's use number round / 2
@@ -424,9 +519,9 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
                 rows[k] = Whole ? stage(s) + piece_range(r0, 0, 0).lead + row * P.row_bytes
                                 : stage(s) + row * shape.row_stride + piece_range(r0, row, piece).lead;
             }
-            const int g0 = piece * (shape.piece_cols / 8);
-            const int piece_groups = min(groups - g0, shape.piece_cols / 8);
-            dot_rows<T, R>(rows, piece_groups, x_lo + g0, x_lo + groups + g0, lane, acc);
+            const int first_block = piece * (shape.piece_cols / kBlockElems);
+            const int piece_blocks = min(int(cols / kBlockElems) - first_block, shape.piece_cols / kBlockElems);
+            dot_rows_half<T, R>(rows, piece_blocks, first_block, xh, run_sums, lane, acc);
             if (last_piece) {
 #pragma unroll
                 for (int k = 0; k < R; ++k) {
@@ -602,7 +697,7 @@ static StreamShape stream_shape(TensorType type, int64_t piece_cols) {
     return {int(piece_cols), bytes, (bytes + 32 + 15) / 16 * 16};  // 15 bytes of lead, 4 of over-read
 }
 static size_t stream_smem_bytes(int R, const StreamShape& shape, int64_t cols) {
-    return size_t(2 * kMatvecWarps * R) * shape.row_stride + sizeof(float) * size_t(cols);
+    return size_t(2 * kMatvecWarps * R) * shape.row_stride + half_input_bytes(cols);
 }
 
 // Rows per warp and the columns of a step. Whole rows, the most rows per warp (4,

@@ -412,7 +412,10 @@ TEST_F(CudaOps, NormedMatmulOfManyRows) {
             DeviceVec<float> dx(x), dh(h), out(std::vector<float>(static_cast<size_t>(rows), NAN));
             gpu->normed_matmuls(dx.ptr, ws.gpu[0], 1e-6f, 1, int(c.dim), dh.ptr, {{ws.gpu[1], ws.gpu[2], 0}}, out.ptr,
                                 rows);
-            EXPECT_LT(rel_error(out.host(), ref), 2e-5);
+            // The streamed products round the input to fp16 and sum 8 products at a
+            // time in fp16 (dot_half.cuh): about 5e-4 on these inputs.
+            const bool streamed = rows > 32768 && c.type != TensorType::F16;
+            EXPECT_LT(rel_error(out.host(), ref), streamed ? 2e-3 : 2e-5);
         }
     }
 }
@@ -420,8 +423,8 @@ TEST_F(CudaOps, NormedMatmulOfManyRows) {
 // One token through a plain product of at least 16 MB (a 7B model's FFN or
 // output): streamed by resident blocks, whole rows one, two or four per warp, or
 // pieces of the columns four rows per warp (the last piece shorter for 14,336),
-// a row count no multiple of a tile, a bias with accumulation; Q5_1 is not
-// streamed (the staged kernel).
+// a row count no multiple of a tile, a bias with accumulation, an input with
+// one very large element; Q5_1 is not streamed (the staged kernel, fp32 input).
 TEST_F(CudaOps, PlainMatmulOfManyBytes) {
     struct Case { TensorType type; uint64_t cols; };
     const Case cases[] = {{TensorType::Q8_0, 4096}, {TensorType::Q4_K, 4096},  {TensorType::Q4_K, 14336},
@@ -434,13 +437,19 @@ TEST_F(CudaOps, PlainMatmulOfManyBytes) {
                      std::to_string(rows));
         WeightSet ws;
         build_weights(ws, {{"w", c.type, c.cols, rows}, {"b", TensorType::F32, rows, 1}}, *cpu, *gpu, rng);
-        auto x = random_floats(c.cols, rng);
-        auto init = random_floats(rows, rng);
-        std::vector<float> ref = init;
-        cpu->matmul(ws.cpu[0], x.data(), 1, ref.data(), int(rows), &ws.cpu[1], true);
-        DeviceVec<float> dx(x), out(init);
-        gpu->matmul(ws.gpu[0], dx.ptr, 1, out.ptr, int(rows), &ws.gpu[1], true);
-        EXPECT_LT(rel_error(out.host(), ref), 2e-5);
+        // Random inputs, then inputs of 1e-3..1e-2 with one of 6e4 (near fp16's
+        // largest): the fp16 input is scaled, so neither it nor the sums overflow.
+        auto spread = random_floats(c.cols, rng, 1e-3f, 1e-2f);
+        spread[c.cols / 3] = 6e4f;
+        for (const auto& x : {random_floats(c.cols, rng), spread}) {
+            auto init = random_floats(rows, rng);
+            std::vector<float> ref = init;
+            cpu->matmul(ws.cpu[0], x.data(), 1, ref.data(), int(rows), &ws.cpu[1], true);
+            DeviceVec<float> dx(x), out(init);
+            gpu->matmul(ws.gpu[0], dx.ptr, 1, out.ptr, int(rows), &ws.gpu[1], true);
+            // fp16 input when streamed (as in NormedMatmulOfManyRows); Q5_1 stays in fp32.
+            EXPECT_LT(rel_error(out.host(), ref), c.type == TensorType::Q5_1 ? 2e-5 : 2e-3);
+        }
     }
 }
 
