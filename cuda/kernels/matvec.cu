@@ -45,6 +45,9 @@
 // v9: about a fifth fewer instructions per group (dot_group.cuh), gate and up in
 // one loop, x staged as two float4 arrays; every single product of >= 16 MB is
 // streamed, wide rows in pieces of the columns with four rows per warp (round 26).
+// v10: the streamed products take an fp16 input and two weights per HFMA2
+// (dot_half.cuh), with up to three stages per warp; wide rows in pieces one row
+// per warp (round 27).
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -429,17 +432,18 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 // One token, one product of many rows (the output layer, a 7B model's FFN): as
 // many blocks as are resident at once, each looping over tiles of
 // kMatvecWarps * R rows, with the input (normalised or plain) staged once per
-// block. A warp's step is R rows of a piece of the columns (all of them when R
-// whole rows fit its stage): the next step's rows are copied (bulk copies)
-// while it decodes the current ones (two stages), and the sums accumulate
-// over the pieces of a tile. Pieces let wide rows keep R = 4, so that each load
-// of x serves four rows (with one row per warp, the x loads took most of the
-// shared-memory bandwidth). (A block per tile: 4,752 blocks, 62 % of the copy
-// bandwidth for the output layer.)
+// block in fp16 (stage_input_half, dot_half.cuh). A warp's step is R rows of a
+// piece of the columns (all of them when R whole rows fit its stage): the rows
+// of the next one or two steps are copied (bulk copies) while it decodes the
+// current ones (two or three stages), and the sums accumulate over the pieces
+// of a tile (one row per warp: wide rows). (A block per tile: 4,752 blocks, 62 %
+// of the copy bandwidth for the output layer.)
+constexpr int kMaxStreamStages = 3;
 struct StreamShape {
     int piece_cols;   // columns per piece: all, or a multiple of 256 (whole blocks of every type)
     int piece_bytes;  // their bytes in a row
     int row_stride;   // bytes per row in a stage: the piece, its 16-byte lead and the loads' slack
+    int stages;       // stages per warp, 2 or kMaxStreamStages
 };
 
 template <int R, TensorType T, bool Whole>
@@ -447,16 +451,14 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     matvec1_stream_kernel(MatvecPart P, int64_t cols, MatvecIn in, StreamShape shape) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ float ss_part[kMatvecWarps];
-    __shared__ uint64_t rows_in[2][kMatvecWarps];  // a warp's stage s has its rows
+    __shared__ uint64_t rows_in[kMaxStreamStages][kMatvecWarps];  // a warp's stage s has its rows
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t tiles = (P.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
     const int pieces = Whole ? 1 : int((cols + shape.piece_cols - 1) / shape.piece_cols);
-    const int piece_bytes = shape.piece_bytes;
-    const auto stage = [&](int s) { return smem + (s * kMatvecWarps + warp) * R * shape.row_stride; };  // s: 0 or 1
-    if (lane == 0) {
-        bulk_barrier_init(&rows_in[0][warp]);
-        bulk_barrier_init(&rows_in[1][warp]);
-    }
+    const int piece_bytes = shape.piece_bytes, stages = shape.stages;
+    const auto stage = [&](int s) { return smem + (s * kMatvecWarps + warp) * R * shape.row_stride; };
+    if (lane == 0)
+        for (int s = 0; s < stages; ++s) bulk_barrier_init(&rows_in[s][warp]);
     __syncwarp();
     // Whole rows are consecutive in global memory and come in one bulk copy (four
     // copies of short rows made the output layer 54 -> 68 us); pieces come one
@@ -486,11 +488,24 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
             bulk_copy(stage(s) + k * shape.row_stride, r.from, r.bytes, &rows_in[s][warp]);
         }
     };
-    int64_t tile = blockIdx.x;
-    int piece = 0;
-    copy_step(tile, piece, 0);
+    // The step after (tile, piece): the next piece, or the block's next tile.
+    const auto advance = [&](int64_t& tile, int& piece) {
+        if (Whole || piece + 1 == pieces) {
+            tile += gridDim.x;
+            piece = 0;
+        } else {
+            ++piece;
+        }
+    };
+    // The copies run stages - 1 steps ahead of the decoding.
+    int64_t tile = blockIdx.x, copy_tile = tile;
+    int piece = 0, copy_piece = 0;
+    for (int s = 0; s + 1 < stages; ++s) {
+        copy_step(copy_tile, copy_piece, s);
+        advance(copy_tile, copy_piece);
+    }
     pdl_enter();
-    uint4* xh = reinterpret_cast<uint4*>(smem + 2 * kMatvecWarps * R * shape.row_stride);
+    uint4* xh = reinterpret_cast<uint4*>(smem + stages * kMatvecWarps * R * shape.row_stride);
     float* run_sums = reinterpret_cast<float*>(xh + half_input_octets(cols));
     constexpr bool kSums = HalfLayout<T>::kSums;
     const float up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums>(in, cols, xh, run_sums, ss_part)
@@ -500,12 +515,11 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     constexpr int kBlockElems = HalfLayout<T>::kElems;
     float acc[R];
     for (int round = 0; tile < tiles; ++round) {
-        const int s = round & 1;  // this round is stage s's use number round / 2
+        const int s = round % stages;  // this round is stage s's use number round / stages
+        copy_step(copy_tile, copy_piece, (round + stages - 1) % stages);  // the stage the last round used
+        advance(copy_tile, copy_piece);
+        bulk_wait(&rows_in[s][warp], (round / stages) & 1);
         const bool last_piece = Whole || piece + 1 == pieces;
-        const int64_t next_tile = last_piece ? tile + gridDim.x : tile;
-        const int next_piece = last_piece ? 0 : piece + 1;
-        copy_step(next_tile, next_piece, s ^ 1);
-        bulk_wait(&rows_in[s][warp], (round >> 1) & 1);
         const int64_t r0 = (tile * kMatvecWarps + warp) * R;
         const int nr = int(min(int64_t(R), P.rows - r0));
         if (nr > 0) {
@@ -534,8 +548,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
             }
         }
         __syncwarp();  // the stage is refilled in the next round
-        tile = next_tile;
-        piece = next_piece;
+        advance(tile, piece);
     }
 }
 
@@ -692,35 +705,45 @@ static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in,
 constexpr int64_t kStreamMinRows = 32768;
 constexpr int64_t kStreamMinBytes = int64_t(16) << 20;
 
-static StreamShape stream_shape(TensorType type, int64_t piece_cols) {
+static StreamShape stream_shape(TensorType type, int64_t piece_cols, int stages) {
     const int bytes = int(gguf::row_bytes(type, uint64_t(piece_cols)));
-    return {int(piece_cols), bytes, (bytes + 32 + 15) / 16 * 16};  // 15 bytes of lead, 4 of over-read
+    return {int(piece_cols), bytes, (bytes + 32 + 15) / 16 * 16, stages};  // 15 bytes of lead, 4 of over-read
 }
 static size_t stream_smem_bytes(int R, const StreamShape& shape, int64_t cols) {
-    return size_t(2 * kMatvecWarps * R) * shape.row_stride + half_input_bytes(cols);
+    return size_t(shape.stages * kMatvecWarps * R) * shape.row_stride + half_input_bytes(cols);
 }
 
-// Rows per warp and the columns of a step. Whole rows, the most rows per warp (4,
-// 2, 1) that leave room for three blocks per SM; else four rows per warp of the
-// widest pieces (a multiple of 256 columns) that leave room for two. R = 0 when
-// not even pieces of 256 fit. From the H200 runs of round 26: with 4,096 columns,
-// Q4_0 / Q5_0 / Q6_K rows ran fastest one per warp at 3-4 blocks per SM, and Q8_0
-// rows (two blocks per SM whole) in pieces of 1,024 columns, four per warp, where
-// each load of x serves four rows. (The static shared memory and the 1 KB the
-// system keeps per block count as 2 KB.)
+// Rows per warp and the columns of a step, with three stages per warp where they
+// fit beside the same blocks, else two. Whole rows: the most rows per warp (4,
+// 2, 1) that leave room for three blocks per SM, else one row per warp at two.
+// Wider rows: one row per warp in the widest pieces that leave room for two
+// blocks, a multiple of 1,024 columns (a warp's step for every type of
+// dot_half.cuh: 1,280 left a step of 8 lanes in 32), 2,048 at least for three
+// stages, else a multiple of 256. R = 0 when not even that fits. From the H200
+// runs of round 27: with the fp16 input the decoding no longer bounds the
+// products, so the rows per warp (which share the input's loads) matter less
+// than the bytes in flight, and one row per warp gives the wide products of
+// few rows (4,096 x 14,336) enough tiles for all SMs. (The static shared memory
+// and the 1 KB the system keeps per block count as 2 KB.)
 struct StreamChoice {
     int R;
     StreamShape shape;
 };
 static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const size_t per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor));
-    const auto fits = [&](int R, int64_t piece, int blocks) {
-        return blocks * (stream_smem_bytes(R, stream_shape(type, piece), cols) + 2048) <= per_sm;
+    const auto fits = [&](int R, const StreamShape& shape, int blocks) {
+        return blocks * (stream_smem_bytes(R, shape, cols) + 2048) <= per_sm;
     };
     for (int R : {4, 2, 1})
-        if (fits(R, cols, 3)) return {R, stream_shape(type, cols)};
-    for (int64_t piece = (cols - 1) / 256 * 256; piece >= 256; piece -= 256)
-        if (fits(4, piece, 2)) return {4, stream_shape(type, piece)};
+        for (int stages : {kMaxStreamStages, 2})
+            if (fits(R, stream_shape(type, cols, stages), 3)) return {R, stream_shape(type, cols, stages)};
+    for (int stages : {kMaxStreamStages, 2})
+        if (fits(1, stream_shape(type, cols, stages), 2)) return {1, stream_shape(type, cols, stages)};
+    for (int stages : {kMaxStreamStages, 2})
+        for (int64_t piece = (cols - 1) / 1024 * 1024; piece >= (stages == 2 ? 1024 : 2048); piece -= 1024)
+            if (fits(1, stream_shape(type, piece, stages), 2)) return {1, stream_shape(type, piece, stages)};
+    for (int64_t piece = (std::min<int64_t>(cols, 1024) - 1) / 256 * 256; piece >= 256; piece -= 256)
+        if (fits(1, stream_shape(type, piece, 2), 2)) return {1, stream_shape(type, piece, 2)};
     return {0, {}};
 }
 
@@ -750,12 +773,12 @@ static bool try_stream(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInp
         const StreamChoice c = choose_stream(T, cols);
         const bool whole = c.shape.piece_cols == cols;
         switch (c.R) {
-            case 4:
-                whole ? launch_stream<4, T, true>(p, cols, in, c.shape, stream)
-                      : launch_stream<4, T, false>(p, cols, in, c.shape, stream);
-                break;
+            case 4: launch_stream<4, T, true>(p, cols, in, c.shape, stream); break;
             case 2: launch_stream<2, T, true>(p, cols, in, c.shape, stream); break;
-            case 1: launch_stream<1, T, true>(p, cols, in, c.shape, stream); break;
+            case 1:
+                whole ? launch_stream<1, T, true>(p, cols, in, c.shape, stream)
+                      : launch_stream<1, T, false>(p, cols, in, c.shape, stream);
+                break;
             default: return;
         }
         launched = true;

@@ -389,7 +389,7 @@ TEST_F(CudaOps, NormedMatmulsAndNormedSwiglu) {
 
 // One token through a normed product of many rows: 9,001 rows take several rows
 // per warp (more blocks than fit on the GPU at once), and 33,001 (an output
-// layer) are streamed by resident blocks with two stages per warp. Rows no
+// layer; and Q6_K's 9,001 rows of 30 MB) are streamed by resident blocks. Rows no
 // multiple of a tile, one, two and four rows per warp (row widths), a bias, and
 // a type the streaming kernel is not compiled for (F16: the staged kernel).
 TEST_F(CudaOps, NormedMatmulOfManyRows) {
@@ -414,15 +414,17 @@ TEST_F(CudaOps, NormedMatmulOfManyRows) {
                                 rows);
             // The streamed products round the input to fp16 and sum 8 products at a
             // time in fp16 (dot_half.cuh): about 5e-4 on these inputs.
-            const bool streamed = rows > 32768 && c.type != TensorType::F16;
+            const bool streamed = c.type != TensorType::F16 &&
+                                  (rows >= 32768 || uint64_t(rows) * gguf::row_bytes(c.type, c.dim) >= (16u << 20));
             EXPECT_LT(rel_error(out.host(), ref), streamed ? 2e-3 : 2e-5);
         }
     }
 }
 
 // One token through a plain product of at least 16 MB (a 7B model's FFN or
-// output): streamed by resident blocks, whole rows one, two or four per warp, or
-// pieces of the columns four rows per warp (the last piece shorter for 14,336),
+// output): streamed by resident blocks, whole rows four (Q5_0), two (Q6_K) or
+// one per warp (Q4_K, Q4_0; Q8_0 at two blocks per SM), or pieces of the columns
+// one row per warp (Q4_K x 14,336, the last piece shorter),
 // a row count no multiple of a tile, a bias with accumulation, an input with
 // one very large element; Q5_1 is not streamed (the staged kernel, fp32 input).
 TEST_F(CudaOps, PlainMatmulOfManyBytes) {
