@@ -713,18 +713,20 @@ static size_t stream_smem_bytes(int R, const StreamShape& shape, int64_t cols) {
     return size_t(shape.stages * kMatvecWarps * R) * shape.row_stride + half_input_bytes(cols);
 }
 
-// Rows per warp and the columns of a step, with three stages per warp where they
-// fit beside the same blocks, else two. Whole rows: the most rows per warp (4,
-// 2, 1) that leave room for three blocks per SM, else one row per warp at two.
-// Wider rows: one row per warp in the widest pieces that leave room for two
-// blocks, a multiple of 1,024 columns (a warp's step for every type of
-// dot_half.cuh: 1,280 left a step of 8 lanes in 32), 2,048 at least for three
-// stages, else a multiple of 256. R = 0 when not even that fits. From the H200
-// runs of round 27: with the fp16 input the decoding no longer bounds the
-// products, so the rows per warp (which share the input's loads) matter less
-// than the bytes in flight, and one row per warp gives the wide products of
-// few rows (4,096 x 14,336) enough tiles for all SMs. (The static shared memory
-// and the 1 KB the system keeps per block count as 2 KB.)
+// Rows per warp, the columns of a step and the stages per warp. Whole rows: the
+// most rows per warp (4, 2, 1) that leave room for three blocks per SM with two
+// stages (a third stage that costs a resident block is slower: Q4_0 and Q4_K
+// rows of 4,096 at 4 blocks of two stages beat 3 of three by 5-7 %), else one
+// row per warp at two blocks, three stages if they fit. Wider rows: one row per
+// warp in the widest pieces that leave room for two blocks, with three stages
+// if pieces of 2,048 columns fit, a multiple of 1,024 columns (a warp's step
+// for every type of dot_half.cuh: 1,280 left a step of 8 lanes in 32), else of
+// 256. R = 0 when not even that fits. From the H200 runs of round 27: with the
+// fp16 input the decoding no longer bounds the products, so the bytes in
+// flight matter more than the rows per warp (which share the input's loads),
+// and one row per warp gives the wide products of few rows (4,096 x 14,336)
+// four times the tiles. (The static shared memory and the 1 KB the system
+// keeps per block count as 2 KB.)
 struct StreamChoice {
     int R;
     StreamShape shape;
@@ -735,8 +737,7 @@ static StreamChoice choose_stream(TensorType type, int64_t cols) {
         return blocks * (stream_smem_bytes(R, shape, cols) + 2048) <= per_sm;
     };
     for (int R : {4, 2, 1})
-        for (int stages : {kMaxStreamStages, 2})
-            if (fits(R, stream_shape(type, cols, stages), 3)) return {R, stream_shape(type, cols, stages)};
+        if (fits(R, stream_shape(type, cols, 2), 3)) return {R, stream_shape(type, cols, 2)};
     for (int stages : {kMaxStreamStages, 2})
         if (fits(1, stream_shape(type, cols, stages), 2)) return {1, stream_shape(type, cols, stages)};
     for (int stages : {kMaxStreamStages, 2})
