@@ -338,33 +338,68 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts 
 // norm_w for Norm) times 2^-e, the power of two that brings its largest
 // magnitude below 1, as octets of 8 in the order (0, 2), (1, 3), (4, 6), (5, 7),
 // swizzled (swizzled_octet; the octets padded to a multiple of 8), then, with
-// Sums, the fp32 sum of every run of 16 rounded inputs. Two passes over x (from
-// L2): the maximum and the norm's sum of squares (each warp's in ss_part), then
-// the conversion. Every thread must call it; it synchronises the block once and
-// the caller once more before the copy is read. Returns 2^e.
+// Sums, the fp32 sum of every run of 16 rounded inputs. Thread t takes runs t,
+// t + blockDim.x, ...: while they are at most kRuns, it keeps their inputs in
+// registers between the maximum (and the norm's sum of squares, each warp's in
+// ss_part) and the conversion, so that x is read from L2 once; wider inputs are
+// read twice. (Two passes for every width took 2 x 16 KB of L2 reads per block
+// for rows of 4,096, next to 2.3 KB of weights per row.) Every thread must call
+// it; it synchronises the block once and the caller once more before the copy
+// is read. Returns 2^e.
 constexpr int64_t half_input_octets(int64_t cols) { return (cols / 8 + 7) / 8 * 8; }
 constexpr size_t half_input_bytes(int64_t cols) {
     return size_t(16 * half_input_octets(cols)) + sizeof(float) * size_t(cols / 16);
 }
 
-template <MatvecInput I, bool Sums>
+// Run r of the input (16 values, already times norm_w) into the fp16 copy.
+template <bool Sums>
+__device__ __forceinline__ void store_half_run(int r, const float4 (&q)[4], float down, uint4* xh, float* run_sums) {
+    uint32_t h[8];
+    float sums[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {  // four k: elements 4k..4k+3 as the pairs (4k, 4k+2), (4k+1, 4k+3)
+        const __half2 p0 = __floats2half2_rn(q[k].x * down, q[k].z * down);
+        const __half2 p1 = __floats2half2_rn(q[k].y * down, q[k].w * down);
+        memcpy(&h[2 * k], &p0, 4);
+        memcpy(&h[2 * k + 1], &p1, 4);
+        sums[k] = half2_total(p0) + half2_total(p1);
+    }
+    const int o = swizzled_octet(2 * r);  // the run's octets: o and o ^ 1
+    xh[o] = make_uint4(h[0], h[1], h[2], h[3]);
+    xh[o ^ 1] = make_uint4(h[4], h[5], h[6], h[7]);
+    if constexpr (Sums) run_sums[r] = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+}
+
+template <MatvecInput I, bool Sums, int kRuns>
 __device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t cols, uint4* xh, float* run_sums,
                                                   float* ss_part) {
     __shared__ float max_part[kMatvecWarps];
-    const auto times_norm_w = [&](int c, float4 v) {
+    const float4* x4 = reinterpret_cast<const float4*>(in.x);
+    const int runs = int(cols / 16);
+    float ss = 0.0f, mx = 0.0f;
+    // Quad c of x times norm_w, adding to ss and mx.
+    const auto load = [&](int c) {
+        float4 v = x4[c];
         if constexpr (I == MatvecInput::Norm) {
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
             const float4 w = __ldg(reinterpret_cast<const float4*>(in.norm_w) + c);
             v = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
         }
+        mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
         return v;
     };
-    const float4* x4 = reinterpret_cast<const float4*>(in.x);
-    float ss = 0.0f, mx = 0.0f;
-    for (int c = threadIdx.x; c < int(cols / 4); c += blockDim.x) {
-        float4 v = x4[c];
-        if constexpr (I == MatvecInput::Norm) ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-        v = times_norm_w(c, v);
-        mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    const bool held = runs <= kRuns * int(blockDim.x);
+    float4 q[kRuns][4];
+    if (held) {
+#pragma unroll
+        for (int j = 0; j < kRuns; ++j) {
+            const int r = threadIdx.x + j * int(blockDim.x);
+            if (r < runs)
+#pragma unroll
+                for (int k = 0; k < 4; ++k) q[j][k] = load(4 * r + k);
+        }
+    } else {
+        for (int c = threadIdx.x; c < 4 * runs; c += blockDim.x) load(c);
     }
     ss = warp_sum(ss);
     mx = warp_max(mx);
@@ -378,26 +413,19 @@ __device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t co
     // mx < 2^(E - 126) for its biased exponent E; E capped so that the factors stay normal.
     const int e = min(int(__float_as_uint(mx) >> 23) & 255, 252);
     const float down = __uint_as_float(uint32_t(253 - e) << 23), up = __uint_as_float(uint32_t(e + 1) << 23);
-    for (int r = threadIdx.x; r < int(cols / 16); r += blockDim.x) {
-        float v[16];
+    if (held) {
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            const float4 q = times_norm_w(4 * r + k, x4[4 * r + k]);
-            v[4 * k] = q.x * down; v[4 * k + 1] = q.y * down; v[4 * k + 2] = q.z * down; v[4 * k + 3] = q.w * down;
+        for (int j = 0; j < kRuns; ++j) {
+            const int r = threadIdx.x + j * int(blockDim.x);
+            if (r < runs) store_half_run<Sums>(r, q[j], down, xh, run_sums);
         }
-        uint32_t h[8];
-        float sums[4];
+    } else {
+        for (int r = threadIdx.x; r < runs; r += blockDim.x) {
+            float4 v[4];
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {  // four k: elements 4k..4k+3 as the pairs (4k, 4k+2), (4k+1, 4k+3)
-            const __half2 p0 = __floats2half2_rn(v[4 * k], v[4 * k + 2]), p1 = __floats2half2_rn(v[4 * k + 1], v[4 * k + 3]);
-            memcpy(&h[2 * k], &p0, 4);
-            memcpy(&h[2 * k + 1], &p1, 4);
-            sums[k] = half2_total(p0) + half2_total(p1);
+            for (int k = 0; k < 4; ++k) v[k] = load(4 * r + k);  // (ss and mx are no longer read)
+            store_half_run<Sums>(r, v, down, xh, run_sums);
         }
-        const int o = swizzled_octet(2 * r);  // the run's octets: o and o ^ 1
-        xh[o] = make_uint4(h[0], h[1], h[2], h[3]);
-        xh[o ^ 1] = make_uint4(h[4], h[5], h[6], h[7]);
-        if constexpr (Sums) run_sums[r] = (sums[0] + sums[1]) + (sums[2] + sums[3]);
     }
     return up;
 }
@@ -508,8 +536,12 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     uint4* xh = reinterpret_cast<uint4*>(smem + stages * kMatvecWarps * R * shape.row_stride);
     float* run_sums = reinterpret_cast<float*>(xh + half_input_octets(cols));
     constexpr bool kSums = HalfLayout<T>::kSums;
-    const float up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums>(in, cols, xh, run_sums, ss_part)
-                               : stage_input_half<MatvecInput::Plain, kSums>(in, cols, xh, run_sums, ss_part);
+    // Inputs held in registers while staged: one run per thread (rows up to 4,096)
+    // for whole rows, whose kernels must stay small for four blocks per SM; four
+    // for pieces (up to 16,384: a 7B model's down product).
+    constexpr int kRuns = Whole ? 1 : 4;
+    const float up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums, kRuns>(in, cols, xh, run_sums, ss_part)
+                               : stage_input_half<MatvecInput::Plain, kSums, kRuns>(in, cols, xh, run_sums, ss_part);
     __syncthreads();
     const float scale = up * (in.norm_w ? input_scale<MatvecInput::Norm>(in, cols, ss_part) : 1.0f);
     constexpr int kBlockElems = HalfLayout<T>::kElems;
@@ -761,8 +793,12 @@ static void launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in,
     const size_t smem = stream_smem_bytes(R, shape, cols);
     int per_sm = 0;
     ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, smem));
+    // As many blocks as fit at once, or fewer where that takes as many rounds of
+    // tiles: every block then has the same number of tiles and none idles at the end.
     const int64_t tiles = (p.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
-    const unsigned blocks = unsigned(std::min<int64_t>(tiles, int64_t(std::max(1, per_sm)) * multiprocessors()));
+    const int64_t resident = int64_t(std::max(1, per_sm)) * multiprocessors();
+    const int64_t rounds = (tiles + resident - 1) / resident;
+    const unsigned blocks = unsigned((tiles + rounds - 1) / rounds);
     launch_pdl(kernel, blocks, kMatvecWarps * 32, smem, stream, p, cols, in, shape);
 }
 
