@@ -46,7 +46,7 @@
 // one loop, x staged as two float4 arrays; every single product of >= 16 MB is
 // streamed, wide rows in pieces of the columns with four rows per warp (round 26).
 // v10: the streamed products take an fp16 input and two weights per HFMA2
-// (dot_half.cuh), with up to three stages per warp; wide rows in pieces one row
+// (dot_half.cuh); wide rows in pieces one row per warp with three stages
 // per warp (round 27).
 #include <cuda_pipeline.h>
 
@@ -463,15 +463,16 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 // block in fp16 (stage_input_half, dot_half.cuh). A warp's step is R rows of a
 // piece of the columns (all of them when R whole rows fit its stage): the rows
 // of the next one or two steps are copied (bulk copies) while it decodes the
-// current ones (two or three stages), and the sums accumulate over the pieces
+// current ones (two stages for whole rows, three for pieces: a third stage
+// that cost whole rows a resident block made them 5-7 % slower, round 27), and
+// the sums accumulate over the pieces
 // of a tile (one row per warp: wide rows). (A block per tile: 4,752 blocks, 62 %
 // of the copy bandwidth for the output layer.)
-constexpr int kMaxStreamStages = 3;
+constexpr int stream_stages(bool whole) { return whole ? 2 : 3; }
 struct StreamShape {
     int piece_cols;   // columns per piece: all, or a multiple of 256 (whole blocks of every type)
     int piece_bytes;  // their bytes in a row
     int row_stride;   // bytes per row in a stage: the piece, its 16-byte lead and the loads' slack
-    int stages;       // stages per warp, 2 or kMaxStreamStages
 };
 
 template <int R, TensorType T, bool Whole>
@@ -479,14 +480,15 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     matvec1_stream_kernel(MatvecPart P, int64_t cols, MatvecIn in, StreamShape shape) {
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ float ss_part[kMatvecWarps];
-    __shared__ uint64_t rows_in[kMaxStreamStages][kMatvecWarps];  // a warp's stage s has its rows
+    constexpr int kStages = stream_stages(Whole);
+    __shared__ uint64_t rows_in[kStages][kMatvecWarps];  // a warp's stage s has its rows
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t tiles = (P.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
     const int pieces = Whole ? 1 : int((cols + shape.piece_cols - 1) / shape.piece_cols);
-    const int piece_bytes = shape.piece_bytes, stages = shape.stages;
+    const int piece_bytes = shape.piece_bytes;
     const auto stage = [&](int s) { return smem + (s * kMatvecWarps + warp) * R * shape.row_stride; };
     if (lane == 0)
-        for (int s = 0; s < stages; ++s) bulk_barrier_init(&rows_in[s][warp]);
+        for (int s = 0; s < kStages; ++s) bulk_barrier_init(&rows_in[s][warp]);
     __syncwarp();
     // Whole rows are consecutive in global memory and come in one bulk copy (four
     // copies of short rows made the output layer 54 -> 68 us); pieces come one
@@ -525,15 +527,15 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
             ++piece;
         }
     };
-    // The copies run stages - 1 steps ahead of the decoding.
+    // The copies run kStages - 1 steps ahead of the decoding.
     int64_t tile = blockIdx.x, copy_tile = tile;
     int piece = 0, copy_piece = 0;
-    for (int s = 0; s + 1 < stages; ++s) {
+    for (int s = 0; s + 1 < kStages; ++s) {
         copy_step(copy_tile, copy_piece, s);
         advance(copy_tile, copy_piece);
     }
     pdl_enter();
-    uint4* xh = reinterpret_cast<uint4*>(smem + stages * kMatvecWarps * R * shape.row_stride);
+    uint4* xh = reinterpret_cast<uint4*>(smem + kStages * kMatvecWarps * R * shape.row_stride);
     float* run_sums = reinterpret_cast<float*>(xh + half_input_octets(cols));
     constexpr bool kSums = HalfLayout<T>::kSums;
     // Inputs held in registers while staged: one run per thread (rows up to 4,096)
@@ -547,10 +549,10 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     constexpr int kBlockElems = HalfLayout<T>::kElems;
     float acc[R];
     for (int round = 0; tile < tiles; ++round) {
-        const int s = round % stages;  // this round is stage s's use number round / stages
-        copy_step(copy_tile, copy_piece, (round + stages - 1) % stages);  // the stage the last round used
+        const int s = round % kStages;  // this round is stage s's use number round / kStages
+        copy_step(copy_tile, copy_piece, (round + kStages - 1) % kStages);  // the stage the last round used
         advance(copy_tile, copy_piece);
-        bulk_wait(&rows_in[s][warp], (round / stages) & 1);
+        bulk_wait(&rows_in[s][warp], (round / kStages) & 1);
         const bool last_piece = Whole || piece + 1 == pieces;
         const int64_t r0 = (tile * kMatvecWarps + warp) * R;
         const int nr = int(min(int64_t(R), P.rows - r0));
@@ -737,28 +739,26 @@ static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in,
 constexpr int64_t kStreamMinRows = 32768;
 constexpr int64_t kStreamMinBytes = int64_t(16) << 20;
 
-static StreamShape stream_shape(TensorType type, int64_t piece_cols, int stages) {
+static StreamShape stream_shape(TensorType type, int64_t piece_cols) {
     const int bytes = int(gguf::row_bytes(type, uint64_t(piece_cols)));
-    return {int(piece_cols), bytes, (bytes + 32 + 15) / 16 * 16, stages};  // 15 bytes of lead, 4 of over-read
+    return {int(piece_cols), bytes, (bytes + 32 + 15) / 16 * 16};  // 15 bytes of lead, 4 of over-read
 }
 static size_t stream_smem_bytes(int R, const StreamShape& shape, int64_t cols) {
-    return size_t(shape.stages * kMatvecWarps * R) * shape.row_stride + half_input_bytes(cols);
+    const int stages = stream_stages(shape.piece_cols == cols);
+    return size_t(stages * kMatvecWarps * R) * shape.row_stride + half_input_bytes(cols);
 }
 
-// Rows per warp, the columns of a step and the stages per warp. Whole rows: the
-// most rows per warp (4, 2, 1) that leave room for three blocks per SM with two
-// stages (a third stage that costs a resident block is slower: Q4_0 and Q4_K
-// rows of 4,096 at 4 blocks of two stages beat 3 of three by 5-7 %), else one
-// row per warp at two blocks, three stages if they fit. Wider rows: one row per
-// warp in the widest pieces that leave room for two blocks, with three stages
-// if pieces of 2,048 columns fit, a multiple of 1,024 columns (a warp's step
-// for every type of dot_half.cuh: 1,280 left a step of 8 lanes in 32), else of
-// 256. R = 0 when not even that fits. From the H200 runs of round 27: with the
-// fp16 input the decoding no longer bounds the products, so the bytes in
-// flight matter more than the rows per warp (which share the input's loads),
-// and one row per warp gives the wide products of few rows (4,096 x 14,336)
-// four times the tiles. (The static shared memory and the 1 KB the system
-// keeps per block count as 2 KB.)
+// Rows per warp and the columns of a step. Whole rows: the most rows per warp
+// (4, 2, 1) that leave room for three blocks per SM, else one row per warp at
+// two. Wider rows: one row per warp in the widest pieces that leave room for two
+// blocks, a multiple of 1,024 columns (a warp's step for every type of
+// dot_half.cuh: 1,280 left a step of 8 lanes in 32), else of 256. R = 0 when
+// not even that fits. From the H200 runs of round 27: with the fp16 input the
+// decoding no longer bounds the products, so the bytes in flight matter more
+// than the rows per warp (which share the input's loads), and one row per warp
+// gives the wide products of few rows (4,096 x 14,336) four times the tiles.
+// (The static shared memory and the 1 KB the system keeps per block count as
+// 2 KB.)
 struct StreamChoice {
     int R;
     StreamShape shape;
@@ -769,14 +769,12 @@ static StreamChoice choose_stream(TensorType type, int64_t cols) {
         return blocks * (stream_smem_bytes(R, shape, cols) + 2048) <= per_sm;
     };
     for (int R : {4, 2, 1})
-        if (fits(R, stream_shape(type, cols, 2), 3)) return {R, stream_shape(type, cols, 2)};
-    for (int stages : {kMaxStreamStages, 2})
-        if (fits(1, stream_shape(type, cols, stages), 2)) return {1, stream_shape(type, cols, stages)};
-    for (int stages : {kMaxStreamStages, 2})
-        for (int64_t piece = (cols - 1) / 1024 * 1024; piece >= (stages == 2 ? 1024 : 2048); piece -= 1024)
-            if (fits(1, stream_shape(type, piece, stages), 2)) return {1, stream_shape(type, piece, stages)};
+        if (fits(R, stream_shape(type, cols), 3)) return {R, stream_shape(type, cols)};
+    if (fits(1, stream_shape(type, cols), 2)) return {1, stream_shape(type, cols)};
+    for (int64_t piece = (cols - 1) / 1024 * 1024; piece >= 1024; piece -= 1024)
+        if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece)};
     for (int64_t piece = (std::min<int64_t>(cols, 1024) - 1) / 256 * 256; piece >= 256; piece -= 256)
-        if (fits(1, stream_shape(type, piece, 2), 2)) return {1, stream_shape(type, piece, 2)};
+        if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece)};
     return {0, {}};
 }
 
@@ -793,12 +791,11 @@ static void launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in,
     const size_t smem = stream_smem_bytes(R, shape, cols);
     int per_sm = 0;
     ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, smem));
-    // As many blocks as fit at once, or fewer where that takes as many rounds of
-    // tiles: every block then has the same number of tiles and none idles at the end.
+    // As many blocks as fit at once. (Fewer, so that each block had the same
+    // number of tiles, left SMs with four blocks and others with three: the
+    // product of 14,336 Q4_K rows got 25 % slower, round 27.)
     const int64_t tiles = (p.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
-    const int64_t resident = int64_t(std::max(1, per_sm)) * multiprocessors();
-    const int64_t rounds = (tiles + resident - 1) / resident;
-    const unsigned blocks = unsigned((tiles + rounds - 1) / rounds);
+    const unsigned blocks = unsigned(std::min<int64_t>(tiles, int64_t(std::max(1, per_sm)) * multiprocessors()));
     launch_pdl(kernel, blocks, kMatvecWarps * 32, smem, stream, p, cols, in, shape);
 }
 
