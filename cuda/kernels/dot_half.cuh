@@ -3,6 +3,8 @@
 // of dot_group.cuh cost 9-12 instructions per weight byte, more than an SM can
 // issue at 80 % of the copy bandwidth (about 10; bench/NOTES.md, round 26).
 //
+// Forms for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K.
+//
 // A lane takes 32 weights of a quant block as two runs of 16, A and B, whose
 // quants share bytes (low and high nibbles; for Q8_0 the two halves of the
 // block). Each pair of quants becomes a half2 with one bit operation, the
@@ -34,7 +36,7 @@ namespace orcd::cuda {
 template <TensorType T>
 struct HalfLayout {
     static constexpr int kLanes = 1, kBlockBytes = Decode<T>::kBytes, kElems = 32;
-    static constexpr bool kSums = false;
+    static constexpr bool kSums = T == TensorType::Q4_1 || T == TensorType::Q5_1;  // x = d q + m
     __device__ static int run_a(int) { return 0; }
     __device__ static int run_b(int) { return 2; }
 };
@@ -55,8 +57,9 @@ struct HalfLayout<TensorType::Q6_K> {  // part p: 16 of 32 (j = p % 2), quarter 
 
 // The types with a form here.
 template <TensorType T>
-constexpr bool kHasHalfDot = T == TensorType::Q4_0 || T == TensorType::Q5_0 || T == TensorType::Q8_0 ||
-                             T == TensorType::Q4_K || T == TensorType::Q6_K;
+constexpr bool kHasHalfDot = T == TensorType::Q4_0 || T == TensorType::Q4_1 || T == TensorType::Q5_0 ||
+                             T == TensorType::Q5_1 || T == TensorType::Q8_0 || T == TensorType::Q4_K ||
+                             T == TensorType::Q6_K;
 
 // Where octet o of the input sits in shared memory: its low three bits are
 // flipped by bits 3 and 4, so that the 8 lanes of each quarter warp read 8
@@ -112,6 +115,27 @@ __device__ __forceinline__ void load16_from2(const uint8_t* p, uint32_t (&w)[4])
     for (int k = 0; k < 4; ++k) w[k] = __funnelshift_r(v[k], v[k + 1], 8 * misalign);
 }
 
+// 16 bytes from a 4-byte aligned address in shared memory.
+__device__ __forceinline__ void load16_from4(const uint8_t* p, uint32_t (&w)[4]) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) w[k] = reinterpret_cast<const uint32_t*>(p)[k];
+}
+
+// Q5_0 and Q5_1: bit e of qh is the fifth bit of element e. A's go to bit 4 of
+// each half (value 16), B's to bit 8 (16 x 16, before the x 1/16), with 1024's
+// bits, as nibble_products takes them.
+__device__ __forceinline__ void fifth_bits(uint32_t qh, uint32_t (&high_a)[4][2], uint32_t (&high_b)[4][2]) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const uint32_t a = ((qh >> (4 * k)) & 15u) * 0x02040810u;  // bit j at 4 + 8j
+        const uint32_t b = ((qh >> (16 + 4 * k)) & 15u) * 0x02040810u;
+        high_a[k][0] = mask_or<0x00100010u>(a, kHalf1024);
+        high_a[k][1] = mask_or<0x00100010u>(a >> 8, kHalf1024);
+        high_b[k][0] = mask_or<0x01000100u>(b << 4, kHalf1024);
+        high_b[k][1] = mask_or<0x01000100u>(b >> 4, kHalf1024);
+    }
+}
+
 // The products of 16 + 16 nibble quants with their runs: word k of q holds
 // quants 4k..4k+3 of run A in its low nibbles and of run B in its high ones;
 // high_a / high_b: 1024's bits with the fifth and sixth bits of the quants in
@@ -148,18 +172,7 @@ __device__ __forceinline__ float dot_half(const uint8_t* blk, int p, const uint4
         uint32_t q[4], ea[4][2], eb[4][2];
         load16_from2(blk + Decode<T>::kBytes - 16, q);  // qs: the block's last 16 bytes
         if constexpr (T == TensorType::Q5_0) {
-            // Bit e of qh is the fifth bit of element e: A's at bit 4 of each
-            // half (value 16), B's at bit 8 (16 x 16, before the x 1/16).
-            const uint32_t qh = load4_from2(blk + 2);
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                const uint32_t a = ((qh >> (4 * k)) & 15u) * 0x02040810u;         // bit j at 4 + 8j
-                const uint32_t b = ((qh >> (16 + 4 * k)) & 15u) * 0x02040810u;
-                ea[k][0] = mask_or<0x00100010u>(a, kHalf1024);
-                ea[k][1] = mask_or<0x00100010u>(a >> 8, kHalf1024);
-                eb[k][0] = mask_or<0x01000100u>(b << 4, kHalf1024);
-                eb[k][1] = mask_or<0x01000100u>(b >> 4, kHalf1024);
-            }
+            fifth_bits(load4_from2(blk + 2), ea, eb);
             nibble_products<16>(q, ea, eb, xa, xb, acc_a, acc_b);
         } else {
             const uint32_t plain[4][2] = {{kHalf1024, kHalf1024}, {kHalf1024, kHalf1024}, {kHalf1024, kHalf1024},
@@ -167,6 +180,20 @@ __device__ __forceinline__ float dot_half(const uint8_t* blk, int p, const uint4
             nibble_products<8>(q, plain, plain, xa, xb, acc_a, acc_b);
         }
         return d * (half2_total(acc_a) + half2_total(acc_b));
+    } else if constexpr (T == TensorType::Q4_1 || T == TensorType::Q5_1) {
+        // d and m, then (Q5_1) qh, then qs: 4-byte aligned (blocks of 20 and 24 bytes).
+        const uint32_t dm = *reinterpret_cast<const uint32_t*>(blk);
+        uint32_t q[4], ea[4][2], eb[4][2];
+        load16_from4(blk + Decode<T>::kBytes - 16, q);
+        if constexpr (T == TensorType::Q5_1) {
+            fifth_bits(reinterpret_cast<const uint32_t*>(blk)[1], ea, eb);
+        } else {
+#pragma unroll
+            for (int k = 0; k < 4; ++k) ea[k][0] = ea[k][1] = eb[k][0] = eb[k][1] = kHalf1024;
+        }
+        nibble_products<0>(q, ea, eb, xa, xb, acc_a, acc_b);
+        return half_bits_to_float(uint16_t(dm)) * (half2_total(acc_a) + half2_total(acc_b)) +
+               half_bits_to_float(uint16_t(dm >> 16)) * (sa + sb);
     } else if constexpr (T == TensorType::Q8_0) {
         const float d = half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[0]);
         uint32_t qa[4], qb[4];
