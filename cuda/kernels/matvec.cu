@@ -822,7 +822,6 @@ static bool try_stream(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInp
         case T::Q8_0: launch.template operator()<T::Q8_0>(); break;
         case T::Q6_K: launch.template operator()<T::Q6_K>(); break;
         case T::Q4_K: launch.template operator()<T::Q4_K>(); break;
-        case T::Q5_K: launch.template operator()<T::Q5_K>(); break;
         case T::Q5_0: launch.template operator()<T::Q5_0>(); break;
         case T::Q4_0: launch.template operator()<T::Q4_0>(); break;
         case T::Q4_1: launch.template operator()<T::Q4_1>(); break;
