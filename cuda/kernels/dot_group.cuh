@@ -1,6 +1,7 @@
 // Dot product of a group of 8 consecutive weights of a row with 8 inputs, per
-// type: the inner loop of the one-token products (matvec.cu). The weights are
-// read from a copy of the row in shared memory.
+// type: the inner loop of the one-token products (matvec.cu) other than the
+// streamed ones (dot_half.cuh). The weights are read from a copy of the row in
+// shared memory.
 //
 // The generic form decodes the 8 weights (dequant.cuh) and multiplies: about ten
 // instructions per weight for the quantised types, which made those products

@@ -465,9 +465,9 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 // of the next one or two steps are copied (bulk copies) while it decodes the
 // current ones (two stages for whole rows, three for pieces: a third stage
 // that cost whole rows a resident block made them 5-7 % slower, round 27), and
-// the sums accumulate over the pieces
-// of a tile (one row per warp: wide rows). (A block per tile: 4,752 blocks, 62 %
-// of the copy bandwidth for the output layer.)
+// the sums accumulate over the pieces of a tile (one row per warp: wide rows).
+// (A block per tile: 4,752 blocks, 62 % of the copy bandwidth for the output
+// layer.)
 constexpr int stream_stages(bool whole) { return whole ? 2 : 3; }
 struct StreamShape {
     int piece_cols;   // columns per piece: all, or a multiple of 256 (whole blocks of every type)
