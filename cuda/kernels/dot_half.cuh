@@ -15,7 +15,7 @@
 // and one exact subtraction (or x 1/16 and subtraction) removes 1024 and the
 // type's offset. One HFMA2 then takes two products: about 1.5 instructions per
 // weight. The pairs hold elements (0, 2) and (1, 3) of each four, so the input
-// is staged in that order (HalfInput in matvec.cu).
+// is staged in that order (stage_input_half in matvec.cu).
 //
 // Precision: the input is scaled by a power of two to |x| < 1 and rounded to
 // fp16 (11 significant bits; llama.cpp's decode products round it to 8). Each
@@ -32,7 +32,7 @@ namespace orcd::cuda {
 // A lane's runs for type T: lanes per block (kLanes), the bytes of a block, and
 // the first octet (8 inputs) of each run within the block's inputs, for the
 // lane's part p of its block (p < kLanes). kSums: the dot needs the sums of
-// each run's inputs (the K-quants' minimum terms).
+// each run's inputs (the minimum terms of Q4_1, Q5_1 and Q4_K).
 template <TensorType T>
 struct HalfLayout {
     static constexpr int kLanes = 1, kBlockBytes = Decode<T>::kBytes, kElems = 32;
