@@ -55,7 +55,7 @@ struct HalfLayout<TensorType::Q6_K> {  // part p: 16 of 32 (j = p % 2), quarter 
     __device__ static int run_b(int p) { return run_a(p) + 8; }
 };
 
-// The types with a form here.
+// The types with a form here: the ones the streaming kernel is compiled for.
 template <TensorType T>
 constexpr bool kHasHalfDot = T == TensorType::Q4_0 || T == TensorType::Q4_1 || T == TensorType::Q5_0 ||
                              T == TensorType::Q5_1 || T == TensorType::Q8_0 || T == TensorType::Q4_K ||

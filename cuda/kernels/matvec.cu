@@ -733,7 +733,7 @@ static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in,
 }
 
 // The streaming kernel for one large part (the output layer, or any product of
-// at least kStreamMinBytes), if its type is one it is compiled for and two
+// at least kStreamMinBytes), if its type has a form in dot_half.cuh and two
 // blocks fit on an SM with pieces of at least 256 columns. Plain input when
 // in.norm_w is null.
 constexpr int64_t kStreamMinRows = 32768;
@@ -768,9 +768,10 @@ static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const auto fits = [&](int R, const StreamShape& shape, int blocks) {
         return blocks * (stream_smem_bytes(R, shape, cols) + 2048) <= per_sm;
     };
+    const StreamShape whole = stream_shape(type, cols);
     for (int R : {4, 2, 1})
-        if (fits(R, stream_shape(type, cols), 3)) return {R, stream_shape(type, cols)};
-    if (fits(1, stream_shape(type, cols), 2)) return {1, stream_shape(type, cols)};
+        if (fits(R, whole, 3)) return {R, whole};
+    if (fits(1, whole, 2)) return {1, whole};
     for (int64_t piece = (cols - 1) / 1024 * 1024; piece >= 1024; piece -= 1024)
         if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece)};
     for (int64_t piece = (std::min<int64_t>(cols, 1024) - 1) / 256 * 256; piece >= 256; piece -= 256)
@@ -817,17 +818,9 @@ static bool try_stream(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInp
         }
         launched = true;
     };
-    using T = TensorType;
-    switch (p.type) {
-        case T::Q8_0: launch.template operator()<T::Q8_0>(); break;
-        case T::Q6_K: launch.template operator()<T::Q6_K>(); break;
-        case T::Q4_K: launch.template operator()<T::Q4_K>(); break;
-        case T::Q5_0: launch.template operator()<T::Q5_0>(); break;
-        case T::Q4_0: launch.template operator()<T::Q4_0>(); break;
-        case T::Q4_1: launch.template operator()<T::Q4_1>(); break;
-        case T::Q5_1: launch.template operator()<T::Q5_1>(); break;
-        default: break;
-    }
+    dispatch_type(p.type, [&]<TensorType T>() {
+        if constexpr (kHasHalfDot<T>) launch.template operator()<T>();
+    });
     return launched;
 }
 
