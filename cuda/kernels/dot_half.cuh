@@ -3,7 +3,7 @@
 // of dot_group.cuh cost 9-12 instructions per weight byte, more than an SM can
 // issue at 80 % of the copy bandwidth (about 10; bench/NOTES.md, round 26).
 //
-// Forms for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K.
+// Forms for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K.
 //
 // A lane takes 32 weights of a quant block as two runs of 16, A and B, whose
 // quants share bytes (low and high nibbles; for Q8_0 the two halves of the
@@ -40,13 +40,17 @@ struct HalfLayout {
     __device__ static int run_a(int) { return 0; }
     __device__ static int run_b(int) { return 2; }
 };
-template <>
-struct HalfLayout<TensorType::Q4_K> {  // part p: 64-element chunk c = p % 4, half h = p / 4 of its 32 quant bytes
-    static constexpr int kLanes = 8, kBlockBytes = sizeof(quant::block_q4_k), kElems = 256;
+template <int Bytes>
+struct HalfLayoutK4 {  // Q4_K, Q5_K: part p: 64-element chunk c = p % 4, half h = p / 4 of its 32 quant bytes
+    static constexpr int kLanes = 8, kBlockBytes = Bytes, kElems = 256;
     static constexpr bool kSums = true;
     __device__ static int run_a(int p) { return 8 * (p & 3) + 2 * (p >> 2); }
     __device__ static int run_b(int p) { return run_a(p) + 4; }
 };
+template <>
+struct HalfLayout<TensorType::Q4_K> : HalfLayoutK4<sizeof(quant::block_q4_k)> {};
+template <>
+struct HalfLayout<TensorType::Q5_K> : HalfLayoutK4<sizeof(quant::block_q5_k)> {};
 template <>
 struct HalfLayout<TensorType::Q6_K> {  // part p: 16 of 32 (j = p % 2), quarter k0 = p / 2 % 2 (and k0 + 2), half h = p / 4
     static constexpr int kLanes = 8, kBlockBytes = sizeof(quant::block_q6_k), kElems = 256;
@@ -59,7 +63,7 @@ struct HalfLayout<TensorType::Q6_K> {  // part p: 16 of 32 (j = p % 2), quarter 
 template <TensorType T>
 constexpr bool kHasHalfDot = T == TensorType::Q4_0 || T == TensorType::Q4_1 || T == TensorType::Q5_0 ||
                              T == TensorType::Q5_1 || T == TensorType::Q8_0 || T == TensorType::Q4_K ||
-                             T == TensorType::Q6_K;
+                             T == TensorType::Q5_K || T == TensorType::Q6_K;
 
 // Where octet o of the input sits in shared memory: its low three bits are
 // flipped by bits 3 and 4, so that the 8 lanes of each quarter warp read 8
@@ -211,21 +215,39 @@ __device__ __forceinline__ float dot_half(const uint8_t* blk, int p, const uint4
             acc_b = __hfma2(__hsub2(as_half2(__byte_perm(0x64646464u, ub, 0x0705)), base), x_pair(xb, k, 1), acc_b);
         }
         return d * (half2_total(acc_a) + half2_total(acc_b));
-    } else if constexpr (T == TensorType::Q4_K) {
+    } else if constexpr (T == TensorType::Q4_K || T == TensorType::Q5_K) {
         // Chunk c: sub-blocks 2c (A, low nibbles) and 2c + 1 (B); scales and
         // minimums of 6 bits packed in 12 bytes (k4_scale_min), both of the
-        // pair taken at once as bytes 0 and 1.
+        // pair taken at once as bytes 0 and 1. Q5_K: the fifth bit of element
+        // 32 hi + l of the chunk is bit 2c + hi of qh[l].
         const int c = p & 3, h = p >> 2;
         const uint4 head = *reinterpret_cast<const uint4*>(blk);  // d, dmin, scales[0..11]
         const int shift = 16 * (c & 1);
         const uint32_t s_lo = head.y >> shift, s_mid = head.z >> shift, s_hi = head.w >> shift;
         const uint32_t sc = c < 2 ? s_lo & 0x3F3Fu : (s_hi & 0x0F0Fu) | ((s_lo >> 2) & 0x3030u);
         const uint32_t mn = c < 2 ? s_mid & 0x3F3Fu : ((s_hi >> 4) & 0x0F0Fu) | ((s_mid >> 2) & 0x3030u);
-        const uint4 qv = *reinterpret_cast<const uint4*>(blk + 16 + 32 * c + 16 * h);
+        constexpr int kQs = T == TensorType::Q5_K ? 48 : 16;  // after d, dmin, scales (and qh)
+        const uint4 qv = *reinterpret_cast<const uint4*>(blk + kQs + 32 * c + 16 * h);
         const uint32_t q[4] = {qv.x, qv.y, qv.z, qv.w};
-        const uint32_t plain[4][2] = {{kHalf1024, kHalf1024}, {kHalf1024, kHalf1024}, {kHalf1024, kHalf1024},
-                                      {kHalf1024, kHalf1024}};
-        nibble_products<0>(q, plain, plain, xa, xb, acc_a, acc_b);
+        uint32_t ea[4][2], eb[4][2];
+        if constexpr (T == TensorType::Q5_K) {
+            const uint4 hv = *reinterpret_cast<const uint4*>(blk + 16 + 16 * h);
+            const uint32_t qh[4] = {hv.x, hv.y, hv.z, hv.w};
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                // A's bit at bit 0 of each byte, B's at bit 1; bytes 0 and 2, then 1 and 3:
+                // A's to bit 4 of each half, B's to bit 8.
+                const uint32_t t0 = qh[k] >> (2 * c), t1 = t0 >> 8;
+                ea[k][0] = mask_or<0x00100010u>(t0 << 4, kHalf1024);
+                ea[k][1] = mask_or<0x00100010u>(t1 << 4, kHalf1024);
+                eb[k][0] = mask_or<0x01000100u>(t0 << 7, kHalf1024);
+                eb[k][1] = mask_or<0x01000100u>(t1 << 7, kHalf1024);
+            }
+        } else {
+#pragma unroll
+            for (int k = 0; k < 4; ++k) ea[k][0] = ea[k][1] = eb[k][0] = eb[k][1] = kHalf1024;
+        }
+        nibble_products<0>(q, ea, eb, xa, xb, acc_a, acc_b);
         const float d = half_bits_to_float(uint16_t(head.x)), dmin = half_bits_to_float(uint16_t(head.x >> 16));
         return d * (float(sc & 255) * half2_total(acc_a) + float(sc >> 8) * half2_total(acc_b)) -
                dmin * (float(mn & 255) * sa + float(mn >> 8) * sb);
