@@ -25,6 +25,7 @@
 #pragma once
 
 #include "kernels/dequant.cuh"
+#include "kernels/smem_loads.cuh"
 
 namespace orcd::cuda {
 
@@ -35,24 +36,6 @@ struct GroupLayout {
     static constexpr int kPerBlock = Decode<T>::kElems == 1 ? 1 : Decode<T>::kElems / 8;
     static constexpr int kBlockBytes = Decode<T>::kElems == 1 ? 8 * Decode<T>::kBytes : Decode<T>::kBytes;
 };
-
-// 8 bytes from a 2-byte aligned address in shared memory: three aligned 4-byte
-// loads and two funnel shifts, instead of four 2-byte loads and their merges.
-// Reads up to 4 bytes past the 8 (the stages leave that slack). The alignment is
-// taken off the pointer (not through an integer), so that the compiler still
-// sees a shared-memory address.
-__device__ __forceinline__ void load8_from2(const uint8_t* p, uint32_t& lo, uint32_t& hi) {
-    const uint32_t misalign = uint32_t(reinterpret_cast<uintptr_t>(p) & 2);
-    const uint32_t* w = reinterpret_cast<const uint32_t*>(p - misalign);
-    const uint32_t w0 = w[0], w1 = w[1], w2 = w[2];
-    lo = __funnelshift_r(w0, w1, 8 * misalign);
-    hi = __funnelshift_r(w1, w2, 8 * misalign);
-}
-__device__ __forceinline__ uint32_t load4_from2(const uint8_t* p) {
-    const uint32_t misalign = uint32_t(reinterpret_cast<uintptr_t>(p) & 2);
-    const uint32_t* w = reinterpret_cast<const uint32_t*>(p - misalign);
-    return __funnelshift_r(w[0], w[1], 8 * misalign);
-}
 
 // A float whose top byte is c's and whose byte `at` (0 or 2; the others zero) is
 // byte k of w: one byte permute. The constant is the permute's first operand, so

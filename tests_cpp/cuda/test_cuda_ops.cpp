@@ -397,7 +397,8 @@ TEST_F(CudaOps, NormedMatmulOfManyRows) {
     const Case cases[] = {{TensorType::Q8_0, 896},  {TensorType::Q8_0, 1536}, {TensorType::Q6_K, 4096},
                           {TensorType::Q4_K, 1024}, {TensorType::Q5_0, 896},  {TensorType::Q4_0, 2048},
                           {TensorType::Q4_1, 896},  {TensorType::Q5_1, 1024}, {TensorType::Q5_K, 2048},
-                          {TensorType::F16, 512}};
+                          {TensorType::Q2_K, 1024}, {TensorType::Q3_K, 768},  {TensorType::IQ4_NL, 896},
+                          {TensorType::IQ4_XS, 1536}, {TensorType::F16, 512}};
     for (const Case& c : cases) {
         for (int rows : {9001, 33001}) {
             SCOPED_TRACE(std::string(gguf::traits(c.type).name) + " x " + std::to_string(c.dim) + ", rows " +
@@ -425,15 +426,16 @@ TEST_F(CudaOps, NormedMatmulOfManyRows) {
 // One token through a plain product of at least 16 MB (a 7B model's FFN or
 // output): streamed by resident blocks, whole rows four (Q5_0), two (Q6_K) or
 // one per warp (Q4_K, Q4_0; Q8_0 at two blocks per SM), or pieces of the columns
-// one row per warp (Q4_K x 14,336, the last piece shorter),
+// one row per warp (Q4_K and Q3_K x 14,336, the last piece shorter),
 // a row count no multiple of a tile, a bias with accumulation, an input with
-// one very large element; IQ4_XS is not streamed (the staged kernel, fp32 input).
+// one very large element; F16 is not streamed (the staged kernel, fp32 input).
 TEST_F(CudaOps, PlainMatmulOfManyBytes) {
     struct Case { TensorType type; uint64_t cols; };
-    const Case cases[] = {{TensorType::Q8_0, 4096}, {TensorType::Q4_K, 4096},  {TensorType::Q4_K, 14336},
-                          {TensorType::Q6_K, 2048}, {TensorType::Q5_0, 1024},  {TensorType::Q4_0, 4096},
-                          {TensorType::Q4_1, 4096}, {TensorType::Q5_1, 4096},  {TensorType::Q5_K, 4096},
-                          {TensorType::IQ4_XS, 4096}};
+    const Case cases[] = {{TensorType::Q8_0, 4096},   {TensorType::Q4_K, 4096},   {TensorType::Q4_K, 14336},
+                          {TensorType::Q6_K, 2048},   {TensorType::Q5_0, 1024},   {TensorType::Q4_0, 4096},
+                          {TensorType::Q4_1, 4096},   {TensorType::Q5_1, 4096},   {TensorType::Q5_K, 4096},
+                          {TensorType::Q2_K, 4096},   {TensorType::Q3_K, 14336},  {TensorType::IQ4_NL, 4096},
+                          {TensorType::IQ4_XS, 4096}, {TensorType::F16, 4096}};
     for (const Case& c : cases) {
         const uint64_t row_bytes = c.cols / gguf::traits(c.type).block_size * gguf::traits(c.type).block_bytes;
         const uint64_t rows = (uint64_t(16) << 20) / row_bytes + 37;
@@ -451,8 +453,8 @@ TEST_F(CudaOps, PlainMatmulOfManyBytes) {
             cpu->matmul(ws.cpu[0], x.data(), 1, ref.data(), int(rows), &ws.cpu[1], true);
             DeviceVec<float> dx(x), out(init);
             gpu->matmul(ws.gpu[0], dx.ptr, 1, out.ptr, int(rows), &ws.gpu[1], true);
-            // fp16 input when streamed (as in NormedMatmulOfManyRows); IQ4_XS stays in fp32.
-            EXPECT_LT(rel_error(out.host(), ref), c.type == TensorType::IQ4_XS ? 2e-5 : 2e-3);
+            // fp16 input when streamed (as in NormedMatmulOfManyRows); F16 stays in fp32.
+            EXPECT_LT(rel_error(out.host(), ref), c.type == TensorType::F16 ? 2e-5 : 2e-3);
         }
     }
 }
