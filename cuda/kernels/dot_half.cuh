@@ -5,12 +5,15 @@
 //
 // A form for every quantised type. Each lane takes 32 weights of a block as two
 // runs of 16 and makes halves of their quants with bit operations
-// (half_bits.cuh): about 1.5 instructions per weight.
+// (half_bits.cuh): one instruction per weight with the product (types with
+// minimums), 1.5 with an offset to subtract, more for IQ4's lookups.
 //
-// Precision: the input is scaled by a power of two to |x| < 1 and rounded to
-// fp16 (11 significant bits; llama.cpp's decode products round it to 8). Each
-// half of a run's accumulator sums 8 products (|sum| < 2^11: no overflow); the
-// runs' sums then go to fp32 with the block's scales. The CPU agrees to ~5e-4.
+// Precision: the input is scaled by a power of two to |x| < 2^15 and rounded
+// to fp16 (11 significant bits; llama.cpp's decode products round it to 8); a
+// quant is a subnormal half (n x 2^-24), so a product is below 2^-2 and each
+// half of a run's accumulator, summing 8, below 2 (no overflow; products under
+// 2^-14 keep an absolute error of 2^-25). The runs' sums then go to fp32 with
+// the block's scales. The CPU agrees to ~5e-4.
 #pragma once
 
 #include "kernels/dequant.cuh"
@@ -87,8 +90,9 @@ __device__ __forceinline__ float dot_half(const uint8_t* blk, int p, const uint4
             quant_products<4, 8>(q, xa, xb, acc_a, acc_b);
         } else {
             iq4_products(q, xa, xb, acc_a, acc_b);
+            return d * (half2_total(acc_a) + half2_total(acc_b));
         }
-        return d * (half2_total(acc_a) + half2_total(acc_b));
+        return d * (half2_total(acc_a) + 0.0625f * half2_total(acc_b));  // B's nibbles are 16 q
     } else if constexpr (T == TT::Q4_1 || T == TT::Q5_1) {
         // d and m, then (Q5_1) qh, then qs: 4-byte aligned (blocks of 20 and 24 bytes).
         const uint32_t dm = *reinterpret_cast<const uint32_t*>(blk);
@@ -101,23 +105,22 @@ __device__ __forceinline__ float dot_half(const uint8_t* blk, int p, const uint4
         } else {
             quant_products<4, 0>(q, xa, xb, acc_a, acc_b);
         }
-        return half_bits_to_float(uint16_t(dm)) * (half2_total(acc_a) + half2_total(acc_b)) +
+        return half_bits_to_float(uint16_t(dm)) * (half2_total(acc_a) + 0.0625f * half2_total(acc_b)) +
                half_bits_to_float(uint16_t(dm >> 16)) * (sa + sb);
     } else if constexpr (T == TT::Q8_0) {
         const float d = half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[0]);
         uint32_t qa[4], qb[4];
         load16_from2(blk + 2, qa);
         load16_from2(blk + 18, qb);
-        const __half2 base = half2_bits(half_of_int(1024 + 128));
+        const __half2 base = half2_bits(128);
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            // q + 128 as the low byte of 1024's mantissa: the permute's constant
-            // operand first, so that it stays in a register.
+            // q + 128 as the low byte of a subnormal half, less 128.
             const uint32_t ua = qa[k] ^ 0x80808080u, ub = qb[k] ^ 0x80808080u;
-            acc_a = __hfma2(__hsub2(as_half2(__byte_perm(0x64646464u, ua, 0x0604)), base), x_pair(xa, k, 0), acc_a);
-            acc_a = __hfma2(__hsub2(as_half2(__byte_perm(0x64646464u, ua, 0x0705)), base), x_pair(xa, k, 1), acc_a);
-            acc_b = __hfma2(__hsub2(as_half2(__byte_perm(0x64646464u, ub, 0x0604)), base), x_pair(xb, k, 0), acc_b);
-            acc_b = __hfma2(__hsub2(as_half2(__byte_perm(0x64646464u, ub, 0x0705)), base), x_pair(xb, k, 1), acc_b);
+            acc_a = __hfma2(__hsub2(as_half2(__byte_perm(0u, ua, 0x0604)), base), x_pair(xa, k, 0), acc_a);
+            acc_a = __hfma2(__hsub2(as_half2(__byte_perm(0u, ua, 0x0705)), base), x_pair(xa, k, 1), acc_a);
+            acc_b = __hfma2(__hsub2(as_half2(__byte_perm(0u, ub, 0x0604)), base), x_pair(xb, k, 0), acc_b);
+            acc_b = __hfma2(__hsub2(as_half2(__byte_perm(0u, ub, 0x0705)), base), x_pair(xb, k, 1), acc_b);
         }
         return d * (half2_total(acc_a) + half2_total(acc_b));
     } else if constexpr (T == TT::Q2_K || T == TT::Q3_K) {
@@ -137,21 +140,21 @@ __device__ __forceinline__ float dot_half(const uint8_t* blk, int p, const uint4
             const uint32_t sm = *reinterpret_cast<const uint32_t*>(blk + 8 * h + 4 * j) >> (8 * i);
             const uint32_t dd = *reinterpret_cast<const uint32_t*>(blk + 80);  // d, dmin
             return half_bits_to_float(uint16_t(dd)) * (small_int_to_float(sm & 15) * half2_total(acc_a) +
-                                                       small_int_to_float((sm >> 16) & 15) * half2_total(acc_b)) -
+                                                       small_int_to_float((sm >> 16) & 15) * 0.25f * half2_total(acc_b)) -
                    half_bits_to_float(uint16_t(dd >> 16)) *
                        (small_int_to_float((sm >> 4) & 15) * sa + small_int_to_float((sm >> 20) & 15) * sb);
         } else {
             // The third bit: hmask[l] at bit 4h + 2j (A) and + 1 (B); set: +0, clear: -4.
-            // Moved to bit 2 of A's halves, bit 4 of B's (4 x 4, before the x 1/4).
+            // Moved to bit 2 of A's halves, bit 4 of B's (4 x 4, as B's quants).
             uint32_t hm[4], ea[4][2], eb[4][2];
             load16_from2(blk + 16 * i, hm);
 #pragma unroll
             for (int k = 0; k < 4; ++k) {
                 const uint32_t t = hm[k] >> (4 * h + 2 * j);  // A's bit at bit 0 of each byte, B's at bit 1
-                ea[k][0] = mask_or<0x00040004u>(t << 2, kHalf1024);
-                ea[k][1] = mask_or<0x00040004u>(t >> 6, kHalf1024);
-                eb[k][0] = mask_or<0x00100010u>(t << 3, kHalf1024);
-                eb[k][1] = mask_or<0x00100010u>(t >> 5, kHalf1024);
+                ea[k][0] = (t << 2) & 0x00040004u;
+                ea[k][1] = (t >> 6) & 0x00040004u;
+                eb[k][0] = (t << 3) & 0x00100010u;
+                eb[k][1] = (t >> 5) & 0x00100010u;
             }
             quant_products<2, 4>(q, ea, eb, xa, xb, acc_a, acc_b);
             // Scale s = 8h + 4j + i (A), s + 2 (B), 6 bits less 32: the low 4 in nibble h of
@@ -161,7 +164,7 @@ __device__ __forceinline__ float dot_half(const uint8_t* blk, int p, const uint4
             const uint32_t sc = (lo & 0x000F000Fu) | ((hi << 4) & 0x00300030u);  // A's in bits 0-5, B's in 16-21
             const float d = half_bits_to_float(*reinterpret_cast<const uint16_t*>(blk + 108));
             return d * (small_int_to_float(int(sc & 63) - 32) * half2_total(acc_a) +
-                        small_int_to_float(int(sc >> 16) - 32) * half2_total(acc_b));
+                        small_int_to_float(int(sc >> 16) - 32) * 0.25f * half2_total(acc_b));
         }
     } else if constexpr (T == TT::Q4_K || T == TT::Q5_K) {
         // Chunk c: sub-blocks 2c (A, low nibbles) and 2c + 1 (B); scales and
@@ -186,17 +189,17 @@ __device__ __forceinline__ float dot_half(const uint8_t* blk, int p, const uint4
                 // A's bit at bit 0 of each byte, B's at bit 1; bytes 0 and 2, then 1 and 3:
                 // A's to bit 4 of each half, B's to bit 8.
                 const uint32_t t0 = qh[k] >> (2 * c), t1 = t0 >> 8;
-                ea[k][0] = mask_or<0x00100010u>(t0 << 4, kHalf1024);
-                ea[k][1] = mask_or<0x00100010u>(t1 << 4, kHalf1024);
-                eb[k][0] = mask_or<0x01000100u>(t0 << 7, kHalf1024);
-                eb[k][1] = mask_or<0x01000100u>(t1 << 7, kHalf1024);
+                ea[k][0] = (t0 << 4) & 0x00100010u;
+                ea[k][1] = (t1 << 4) & 0x00100010u;
+                eb[k][0] = (t0 << 7) & 0x01000100u;
+                eb[k][1] = (t1 << 7) & 0x01000100u;
             }
             quant_products<4, 0>(q, ea, eb, xa, xb, acc_a, acc_b);
         } else {
             quant_products<4, 0>(q, xa, xb, acc_a, acc_b);
         }
         const float d = half_bits_to_float(uint16_t(head.x)), dmin = half_bits_to_float(uint16_t(head.x >> 16));
-        return d * (float(sc & 255) * half2_total(acc_a) + float(sc >> 8) * half2_total(acc_b)) -
+        return d * (float(sc & 255) * half2_total(acc_a) + float(sc >> 8) * 0.0625f * half2_total(acc_b)) -
                dmin * (float(mn & 255) * sa + float(mn >> 8) * sb);
     } else if constexpr (T == TT::Q6_K) {
         // Quarters k0 (A: low nibbles) and k0 + 2 (B) of half h, elements 16j..16j+15
@@ -211,15 +214,15 @@ __device__ __forceinline__ float dot_half(const uint8_t* blk, int p, const uint4
         for (int k = 0; k < 4; ++k) {
             // Bytes 0 and 2, then 1 and 3: A's bits to 4-5, B's to 8-9 of each half.
             const uint32_t t0 = qh[k] << (4 - 2 * k0), t1 = (qh[k] >> 8) << (4 - 2 * k0);
-            ea[k][0] = mask_or<0x00300030u>(t0, kHalf1024);
-            ea[k][1] = mask_or<0x00300030u>(t1, kHalf1024);
-            eb[k][0] = mask_or<0x03000300u>(t0, kHalf1024);
-            eb[k][1] = mask_or<0x03000300u>(t1, kHalf1024);
+            ea[k][0] = t0 & 0x00300030u;
+            ea[k][1] = t1 & 0x00300030u;
+            eb[k][0] = t0 & 0x03000300u;
+            eb[k][1] = t1 & 0x03000300u;
         }
         quant_products<4, 32>(q, ea, eb, xa, xb, acc_a, acc_b);
         const int s = 8 * h + j + 2 * k0;
         return half_bits_to_float(b->d) *
-               (float(b->scales[s]) * half2_total(acc_a) + float(b->scales[s + 4]) * half2_total(acc_b));
+               (float(b->scales[s]) * half2_total(acc_a) + float(b->scales[s + 4]) * 0.0625f * half2_total(acc_b));
     } else if constexpr (T == TT::IQ4_XS) {
         // d, scales_h, scales_l, then sub-block p's 16 bytes at 8 + 16p: 8-byte
         // aligned (blocks of 136). Scale: nibble p of scales_l, bits 2p of scales_h.

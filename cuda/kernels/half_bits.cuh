@@ -3,15 +3,19 @@
 //
 // A lane takes 32 weights of a quant block as two runs of 16, A and B, whose
 // quants share bytes (low and high nibbles; the 2-bit planes j and j + 1 of
-// Q2_K / Q3_K; for Q8_0 the two halves of the block). Each pair of quants
-// becomes a half2 with one bit operation, the quant as the low mantissa bits of
-// 1024 (0x6400):
-//   (q & 0x000F000F) | 0x64006400  = (1024 + n0, 1024 + n2)  for bytes 0 and 2,
-//   (q & 0x00F000F0) | 0x64006400  = (1024 + 16 n0', 1024 + 16 n2')  (high nibbles)
-// (one LOP3 each: mask_or), and one exact subtraction (or x 1/16 and subtraction)
-// removes 1024 and the type's offset. The pairs hold elements (0, 2) and (1, 3)
-// of each four, so the input is staged in that order (stage_input_half in
-// matvec.cu). IQ4's non-linear grid is looked up with byte permutes instead.
+// Q2_K / Q3_K; for Q8_0 the two halves of the block). A quant's bits, masked in
+// place, are a subnormal half: n x 2^-24, exact, so a pair of quants becomes a
+// half2 with one AND (one LOP3 with the upper bits of Q3_K, Q5 and Q6_K ORed in):
+//   q & 0x000F000F  = (n0, n2) x 2^-24          for bytes 0 and 2,
+//   q & 0x00F000F0  = (n0', n2') x 2^-24 x 16   (high nibbles: the 16 goes
+//                                                into B's fp32 scale).
+// A type with an offset (the weight's integer is the quant less Off) subtracts
+// it exactly (one HSUB2); the others (minimums instead: Q4_1, Q5_1, Q2_K, Q4_K,
+// Q5_K) need nothing more. The input is staged at up to 2^15, so the products
+// are mostly normal halves (stage_input_half in matvec.cu; fp16 arithmetic
+// keeps subnormals, at full rate). The pairs hold elements (0, 2) and (1, 3)
+// of each four, and the input is staged in that order. IQ4's non-linear grid is
+// looked up with byte permutes instead.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -33,17 +37,11 @@ __device__ __forceinline__ uint32_t mask_or(uint32_t a, uint32_t c) {
     asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(a), "n"(Mask), "r"(c));
     return r;
 }
-constexpr uint32_t kHalf1024 = 0x64006400u;  // (1024, 1024) as a half2
 
-// The half bits of an integer v, |v| < 2048 (exact), for constants.
-constexpr uint32_t half_of_int(int v) {
-    const uint32_t sign = v < 0 ? 0x8000u : 0u, a = uint32_t(v < 0 ? -v : v);
-    if (a == 0) return sign;
-    int e = 0;
-    while ((a >> (e + 1)) != 0) ++e;
-    return sign | uint32_t(e + 15) << 10 | ((a << 10 >> e) & 0x3FFu);
-}
-static_assert(half_of_int(1024) == 0x6400u && half_of_int(-64) == 0xD400u && half_of_int(1033) == 0x6409u);
+// The staged input's range (|x| < 2^kInputExponent) and what a dot in quant
+// units (subnormal halves, 2^-24 each) is worth against the unscaled input.
+constexpr int kInputExponent = 15;
+constexpr float kHalfDotUnit = float(1 << (24 - kInputExponent));
 
 // A half2 of two equal halves, from the half's bits (constants without a conversion).
 __device__ __forceinline__ __half2 half2_bits(uint32_t h) { return as_half2(h * 0x00010001u); }
@@ -73,41 +71,43 @@ __device__ __forceinline__ int swizzled_octet(int o) {
 }
 
 // Q5_0 and Q5_1: bit e of qh is the fifth bit of element e. A's go to bit 4 of
-// each half (value 16), B's to bit 8 (16 x 16, before the x 1/16), with 1024's
-// bits, as quant_products takes them.
+// each half (value 16), B's to bit 8 (16 x 16, as B's nibble), as
+// quant_products takes them.
 __device__ __forceinline__ void fifth_bits(uint32_t qh, uint32_t (&high_a)[4][2], uint32_t (&high_b)[4][2]) {
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
         const uint32_t a = ((qh >> (4 * k)) & 15u) * 0x02040810u;  // bit j at 4 + 8j
         const uint32_t b = ((qh >> (16 + 4 * k)) & 15u) * 0x02040810u;
-        high_a[k][0] = mask_or<0x00100010u>(a, kHalf1024);
-        high_a[k][1] = mask_or<0x00100010u>(a >> 8, kHalf1024);
-        high_b[k][0] = mask_or<0x01000100u>(b << 4, kHalf1024);
-        high_b[k][1] = mask_or<0x01000100u>(b >> 4, kHalf1024);
+        high_a[k][0] = a & 0x00100010u;
+        high_a[k][1] = (a >> 8) & 0x00100010u;
+        high_b[k][0] = (b << 4) & 0x01000100u;
+        high_b[k][1] = (b >> 4) & 0x01000100u;
     }
 }
 
 // The products of 16 + 16 quants of Bits bits (4: nibbles; 2: Q2_K / Q3_K's
 // planes) with their runs: word k of q holds quants 4k..4k+3 of run A in bits
-// 0..Bits-1 of its bytes and of run B in the next Bits; high_a / high_b: 1024's
-// bits with the quants' upper bits in place (or 1024's bits alone), for bytes 0
-// and 2 ([k][0]) and 1 and 3 ([k][1]). Off: the type's offset (the quant minus
-// Off is the weight's integer).
+// 0..Bits-1 of its bytes and of run B in the next Bits; high_a / high_b: the
+// quants' upper bits in place (or zeros), for bytes 0 and 2 ([k][0]) and 1 and
+// 3 ([k][1]). Off: the type's offset (the quant minus Off is the weight's
+// integer). acc_b comes out 2^Bits times B's dot (the caller's fp32 scale
+// takes it back).
 template <int Bits, int Off>
 __device__ __forceinline__ void quant_products(const uint32_t (&q)[4], const uint32_t (&high_a)[4][2],
                                                const uint32_t (&high_b)[4][2], const uint4 (&xa)[2],
                                                const uint4 (&xb)[2], __half2& acc_a, __half2& acc_b) {
     constexpr uint32_t kMaskA = ((1u << Bits) - 1) * 0x00010001u, kMaskB = kMaskA << Bits;
-    // 1024 + Off; 2^-Bits; -(1024 / 2^Bits + Off): B is 1024 + 2^Bits q, scaled.
-    const __half2 base_a = half2_bits(half_of_int(1024 + Off)), unit_b = half2_bits(uint32_t(15 - Bits) << 10),
-                  base_b = half2_bits(half_of_int(-(1024 >> Bits) - Off));
+    const __half2 off_a = half2_bits(Off), off_b = half2_bits(Off << Bits);  // subnormal: the bits are the integer
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
 #pragma unroll
         for (int s = 0; s < 2; ++s) {  // s = 0: bytes 0 and 2; s = 1: bytes 1 and 3
             const uint32_t w = s ? q[k] >> 8 : q[k];
-            const __half2 a = __hsub2(as_half2(mask_or<kMaskA>(w, high_a[k][s])), base_a);
-            const __half2 b = __hfma2(as_half2(mask_or<kMaskB>(w, high_b[k][s])), unit_b, base_b);
+            __half2 a = as_half2(mask_or<kMaskA>(w, high_a[k][s])), b = as_half2(mask_or<kMaskB>(w, high_b[k][s]));
+            if constexpr (Off != 0) {
+                a = __hsub2(a, off_a);
+                b = __hsub2(b, off_b);
+            }
             acc_a = __hfma2(a, x_pair(xa, k, s), acc_a);
             acc_b = __hfma2(b, x_pair(xb, k, s), acc_b);
         }
@@ -118,33 +118,58 @@ __device__ __forceinline__ void quant_products(const uint32_t (&q)[4], const uin
 template <int Bits, int Off>
 __device__ __forceinline__ void quant_products(const uint32_t (&q)[4], const uint4 (&xa)[2], const uint4 (&xb)[2],
                                                __half2& acc_a, __half2& acc_b) {
-    uint32_t plain[4][2];
+    constexpr uint32_t kMaskA = ((1u << Bits) - 1) * 0x00010001u, kMaskB = kMaskA << Bits;
+    const __half2 off_a = half2_bits(Off), off_b = half2_bits(Off << Bits);
 #pragma unroll
-    for (int k = 0; k < 4; ++k) plain[k][0] = plain[k][1] = kHalf1024;
-    quant_products<Bits, Off>(q, plain, plain, xa, xb, acc_a, acc_b);
+    for (int k = 0; k < 4; ++k) {
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+            const uint32_t w = s ? q[k] >> 8 : q[k];
+            __half2 a = as_half2(w & kMaskA), b = as_half2(w & kMaskB);
+            if constexpr (Off != 0) {
+                a = __hsub2(a, off_a);
+                b = __hsub2(b, off_b);
+            }
+            acc_a = __hfma2(a, x_pair(xa, k, s), acc_a);
+            acc_b = __hfma2(b, x_pair(xb, k, s), acc_b);
+        }
+    }
 }
 
+// A byte permute with a selector known only at run time. __byte_perm clears
+// bit 3 of each selector nibble (sign-fill mode) with one more instruction;
+// the selectors here never have it set.
+__device__ __forceinline__ uint32_t permute_bytes(uint32_t lo, uint32_t hi, uint32_t selector) {
+    uint32_t r;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(lo), "r"(hi), "r"(selector));
+    return r;
+}
+
+// The IQ4 grid plus 128 (1..241): entries 0-7 and 8-15 in two word pairs. In
+// constant memory, not immediates, so that they stay in registers across the
+// loop instead of being rebuilt at every use.
+static __constant__ uint32_t kIq4GridWords[4] = {0x3F2D1801u, 0x766A5D4Fu, 0xA6998D81u, 0xF1D9C5B5u};
+
 // The products of 16 + 16 IQ4 quants (nibbles laid out as Q4_0's) with their
-// runs. The grid plus 128 (1..241) sits in four words, entries 0-7 and 8-15: a
-// byte permute looks up four nibbles' entries in each half (bit 3 of a
-// selector nibble would sign-fill, so it is cleared), a third picks the half by
-// bit 3, and a fourth puts each byte under 1024's high byte.
+// runs. A byte permute looks up four nibbles' entries in each half of the grid
+// (bit 3 of a selector nibble would sign-fill, so it is cleared), a third picks
+// the half by bit 3, and a fourth makes two of the bytes two subnormal halves.
 __device__ __forceinline__ void iq4_products(const uint32_t (&q)[4], const uint4 (&xa)[2], const uint4 (&xb)[2],
                                              __half2& acc_a, __half2& acc_b) {
-    constexpr uint32_t kGrid[4] = {0x3F2D1801u, 0x766A5D4Fu, 0xA6998D81u, 0xF1D9C5B5u};
-    const __half2 base = half2_bits(half_of_int(1024 + 128));
+    const uint32_t* grid = kIq4GridWords;
+    const __half2 base = half2_bits(128);
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
         const uint32_t entry = q[k] & 0x77777777u;
         // Nibble j of a half-picking selector: j, or 4 + j from the upper half.
-        const uint32_t upper = ((q[k] >> 1) & 0x44444444u) | 0x32321010u;
+        const uint32_t upper = mask_or<0x44444444u>(q[k] >> 1, 0x32321010u);
 #pragma unroll
         for (int s = 0; s < 2; ++s) {  // s = 0: bytes 0 and 2 (nibbles A0 B0 A2 B2); s = 1: bytes 1 and 3
             const uint32_t gather = s ? 0x31u : 0x20u;
             const uint32_t sel = __byte_perm(entry, 0, gather), pick = __byte_perm(upper, 0, gather);
-            const uint32_t u = __byte_perm(__byte_perm(kGrid[0], kGrid[1], sel), __byte_perm(kGrid[2], kGrid[3], sel), pick);
-            const __half2 a = __hsub2(as_half2(__byte_perm(0x64646464u, u, 0x0604)), base);
-            const __half2 b = __hsub2(as_half2(__byte_perm(0x64646464u, u, 0x0705)), base);
+            const uint32_t u = permute_bytes(permute_bytes(grid[0], grid[1], sel), permute_bytes(grid[2], grid[3], sel), pick);
+            const __half2 a = __hsub2(as_half2(__byte_perm(0u, u, 0x0604)), base);
+            const __half2 b = __hsub2(as_half2(__byte_perm(0u, u, 0x0705)), base);
             acc_a = __hfma2(a, x_pair(xa, k, s), acc_a);
             acc_b = __hfma2(b, x_pair(xb, k, s), acc_b);
         }

@@ -335,8 +335,8 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts 
 }
 
 // The streaming kernel's copy of the input in fp16 (dot_half.cuh): x (times
-// norm_w for Norm) times 2^-e, the power of two that brings its largest
-// magnitude below 1, as octets of 8 in the order (0, 2), (1, 3), (4, 6), (5, 7),
+// norm_w for Norm) times the power of two that brings its largest magnitude
+// below 2^kInputExponent, as octets of 8 in the order (0, 2), (1, 3), (4, 6), (5, 7),
 // swizzled (swizzled_octet; the octets padded to a multiple of 8), then, with
 // Sums, the fp32 sum of every run of 16 rounded inputs. Thread t takes runs t,
 // t + blockDim.x, ...: while they are at most kRuns, it keeps their inputs in
@@ -367,7 +367,8 @@ __device__ __forceinline__ void store_half_run(int r, const float4 (&q)[4], floa
     const int o = swizzled_octet(2 * r);  // the run's octets: o and o ^ 1
     xh[o] = make_uint4(h[0], h[1], h[2], h[3]);
     xh[o ^ 1] = make_uint4(h[4], h[5], h[6], h[7]);
-    if constexpr (Sums) run_sums[r] = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+    // In the quants' units (2^-24 each: half_bits.cuh), as the fp16 dots come out.
+    if constexpr (Sums) run_sums[r] = ((sums[0] + sums[1]) + (sums[2] + sums[3])) * 0x1p-24f;
 }
 
 template <MatvecInput I, bool Sums, int kRuns>
@@ -410,9 +411,12 @@ __device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t co
     __syncthreads();
 #pragma unroll
     for (int w = 0; w < kMatvecWarps; ++w) mx = fmaxf(mx, max_part[w]);
-    // mx < 2^(E - 126) for its biased exponent E; E capped so that the factors stay normal.
-    const int e = min(int(__float_as_uint(mx) >> 23) & 255, 252);
-    const float down = __uint_as_float(uint32_t(253 - e) << 23), up = __uint_as_float(uint32_t(e + 1) << 23);
+    // mx < 2^(E - 126) for its biased exponent E: down brings it below
+    // 2^kInputExponent, up takes back down and the quants' unit 2^-24 (E kept
+    // where both stay normal floats: inputs of 2^-112..2^116).
+    const int e = max(kInputExponent - 1, min(int(__float_as_uint(mx) >> 23) & 255, 242));
+    const float down = __uint_as_float(uint32_t(253 + kInputExponent - e) << 23),
+                up = __uint_as_float(uint32_t(e + 1) << 23) * kHalfDotUnit;
     if (held) {
 #pragma unroll
         for (int j = 0; j < kRuns; ++j) {
