@@ -67,7 +67,8 @@ struct HalfLayout<TensorType::IQ4_XS> : SuperLayout<TensorType::IQ4_XS, false> {
     __device__ static int run_b(int p) { return 4 * p + 2; }
 };
 
-// The types with a form here: the ones the streaming kernel is compiled for.
+// The types with a form here: the quantised ones (the streaming kernel takes
+// the plain types on an fp32 input instead).
 template <TensorType T>
 constexpr bool kHasHalfDot = Decode<T>::kElems > 1;
 

@@ -47,7 +47,8 @@
 // streamed, wide rows in pieces of the columns with four rows per warp (round 26).
 // v10: the streamed products take an fp16 input and two weights per HFMA2
 // (dot_half.cuh); wide rows in pieces one row per warp with three stages
-// per warp (round 27).
+// per warp (round 27). Every quantised type has its fp16 form (round 28); the
+// plain types are streamed on an fp32 input (round 29).
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -464,7 +465,8 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 // One token, one product of many rows (the output layer, a 7B model's FFN): as
 // many blocks as are resident at once, each looping over tiles of
 // kMatvecWarps * R rows, with the input (normalised or plain) staged once per
-// block in fp16 (stage_input_half, dot_half.cuh). A warp's step is R rows of a
+// block in fp16 (stage_input_half, dot_half.cuh; the plain types in fp32,
+// stage_input and dot_group.cuh). A warp's step is R rows of a
 // piece of the columns (all of them when R whole rows fit its stage): the rows
 // of the next one or two steps are copied (bulk copies) while it decodes the
 // current ones (two stages for whole rows, three for pieces: a third stage
@@ -473,6 +475,15 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 // (A block per tile: 4,752 blocks, 62 % of the copy bandwidth for the output
 // layer.)
 constexpr int stream_stages(bool whole) { return whole ? 2 : 3; }
+// The elements a piece's offset counts in: a quant block (dot_half.cuh's forms,
+// on the fp16 input), or for the plain types (F32, F16, BF16) a group of 8 of
+// dot_group.cuh, on the fp32 input of stage_input (no rounding of the input for
+// the types that are chosen for their precision).
+template <TensorType T>
+constexpr int stream_unit() {
+    if constexpr (kHasHalfDot<T>) return HalfLayout<T>::kElems;
+    return 8;
+}
 struct StreamShape {
     int piece_cols;   // columns per piece: all, or a multiple of 256 (whole blocks of every type)
     int piece_bytes;  // their bytes in a row
@@ -539,18 +550,27 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
         advance(copy_tile, copy_piece);
     }
     pdl_enter();
-    uint4* xh = reinterpret_cast<uint4*>(smem + kStages * kMatvecWarps * R * shape.row_stride);
+    uint8_t* input = smem + kStages * kMatvecWarps * R * shape.row_stride;
+    uint4* xh = reinterpret_cast<uint4*>(input);
     float* run_sums = reinterpret_cast<float*>(xh + half_input_octets(cols));
-    constexpr bool kSums = HalfLayout<T>::kSums;
-    // Inputs held in registers while staged: one run per thread (rows up to 4,096)
-    // for whole rows, whose kernels must stay small for four blocks per SM; four
-    // for pieces (up to 16,384: a 7B model's down product).
-    constexpr int kRuns = Whole ? 1 : 4;
-    const float up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums, kRuns>(in, cols, xh, run_sums, ss_part)
-                               : stage_input_half<MatvecInput::Plain, kSums, kRuns>(in, cols, xh, run_sums, ss_part);
+    const float4* x_lo = reinterpret_cast<const float4*>(input);  // the plain types' fp32 copy
+    float up = 1.0f;
+    if constexpr (kHasHalfDot<T>) {
+        constexpr bool kSums = HalfLayout<T>::kSums;
+        // Inputs held in registers while staged: one run per thread (rows up to 4,096)
+        // for whole rows, whose kernels must stay small for four blocks per SM; four
+        // for pieces (up to 16,384: a 7B model's down product).
+        constexpr int kRuns = Whole ? 1 : 4;
+        up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums, kRuns>(in, cols, xh, run_sums, ss_part)
+                       : stage_input_half<MatvecInput::Plain, kSums, kRuns>(in, cols, xh, run_sums, ss_part);
+    } else if (in.norm_w) {
+        stage_input<MatvecInput::Norm>(in, cols, reinterpret_cast<float*>(input), ss_part);
+    } else {
+        stage_input<MatvecInput::Plain>(in, cols, reinterpret_cast<float*>(input), ss_part);
+    }
     __syncthreads();
     const float scale = up * (in.norm_w ? input_scale<MatvecInput::Norm>(in, cols, ss_part) : 1.0f);
-    constexpr int kBlockElems = HalfLayout<T>::kElems;
+    constexpr int kBlockElems = stream_unit<T>();
     float acc[R];
     for (int round = 0; tile < tiles; ++round) {
         const int s = round % kStages;  // this round is stage s's use number round / kStages
@@ -573,7 +593,12 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
             }
             const int first_block = piece * (shape.piece_cols / kBlockElems);
             const int piece_blocks = min(int(cols / kBlockElems) - first_block, shape.piece_cols / kBlockElems);
-            dot_rows_half<T, R>(rows, piece_blocks, first_block, xh, run_sums, lane, acc);
+            if constexpr (kHasHalfDot<T>) {
+                dot_rows_half<T, R>(rows, piece_blocks, first_block, xh, run_sums, lane, acc);
+            } else {  // units of 8 (groups), fp32 products
+                const float4* lo = x_lo + first_block;
+                dot_rows<T, R>(rows, piece_blocks, lo, lo + cols / 8, lane, acc);
+            }
             if (last_piece) {
 #pragma unroll
                 for (int k = 0; k < R; ++k) {
@@ -737,9 +762,8 @@ static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in,
 }
 
 // The streaming kernel for one large part (the output layer, or any product of
-// at least kStreamMinBytes), if its type has a form in dot_half.cuh and two
-// blocks fit on an SM with pieces of at least 256 columns. Plain input when
-// in.norm_w is null.
+// at least kStreamMinBytes), if two blocks fit on an SM with pieces of at
+// least 256 columns. Plain input when in.norm_w is null.
 constexpr int64_t kStreamMinRows = 32768;
 constexpr int64_t kStreamMinBytes = int64_t(16) << 20;
 
@@ -747,9 +771,10 @@ static StreamShape stream_shape(TensorType type, int64_t piece_cols) {
     const int bytes = int(gguf::row_bytes(type, uint64_t(piece_cols)));
     return {int(piece_cols), bytes, (bytes + 32 + 15) / 16 * 16};  // 15 bytes of lead, 4 of over-read
 }
-static size_t stream_smem_bytes(int R, const StreamShape& shape, int64_t cols) {
+static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape, int64_t cols) {
     const int stages = stream_stages(shape.piece_cols == cols);
-    return size_t(stages * kMatvecWarps * R) * shape.row_stride + half_input_bytes(cols);
+    const size_t input = gguf::traits(type).block_size > 1 ? half_input_bytes(cols) : sizeof(float) * size_t(cols);
+    return size_t(stages * kMatvecWarps * R) * shape.row_stride + input;
 }
 
 // Rows per warp and the columns of a step. Whole rows: the most rows per warp
@@ -770,7 +795,7 @@ struct StreamChoice {
 static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const size_t per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor));
     const auto fits = [&](int R, const StreamShape& shape, int blocks) {
-        return blocks * (stream_smem_bytes(R, shape, cols) + 2048) <= per_sm;
+        return blocks * (stream_smem_bytes(type, R, shape, cols) + 2048) <= per_sm;
     };
     const StreamShape whole = stream_shape(type, cols);
     for (int R : {4, 2, 1})
@@ -793,7 +818,7 @@ static void launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in,
         return true;
     }();
     (void)configured;
-    const size_t smem = stream_smem_bytes(R, shape, cols);
+    const size_t smem = stream_smem_bytes(p.type, R, shape, cols);
     int per_sm = 0;
     ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, smem));
     // As many blocks as fit at once. (Fewer, so that each block had the same
@@ -822,9 +847,7 @@ static bool try_stream(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInp
         }
         launched = true;
     };
-    dispatch_type(p.type, [&]<TensorType T>() {
-        if constexpr (kHasHalfDot<T>) launch.template operator()<T>();
-    });
+    dispatch_type(p.type, [&]<TensorType T>() { launch.template operator()<T>(); });
     return launched;
 }
 
