@@ -53,6 +53,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include "cuda_check.h"
@@ -207,13 +208,13 @@ __device__ __forceinline__ void stage_input(const MatvecIn& in, int64_t cols, fl
 }
 
 // The factor of every row's sum: the norm's scale for Norm (after the block's
-// synchronisation that followed stage_input), else 1.
-template <MatvecInput I>
+// synchronisation that followed stage_input), else 1. W: the block's warps.
+template <MatvecInput I, int W = kMatvecWarps>
 __device__ __forceinline__ float input_scale(const MatvecIn& in, int64_t cols, const float* ss_part) {
     if constexpr (I != MatvecInput::Norm) return 1.0f;
     float ss = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kMatvecWarps; ++w) ss += ss_part[w];
+    for (int w = 0; w < W; ++w) ss += ss_part[w];
     return rsqrtf(ss / float(cols) + in.eps);
 }
 
@@ -372,10 +373,10 @@ __device__ __forceinline__ void store_half_run(int r, const float4 (&q)[4], floa
     if constexpr (Sums) run_sums[r] = ((sums[0] + sums[1]) + (sums[2] + sums[3])) * 0x1p-24f;
 }
 
-template <MatvecInput I, bool Sums, int kRuns>
+template <MatvecInput I, bool Sums, int kRuns, int W>
 __device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t cols, uint4* xh, float* run_sums,
                                                   float* ss_part) {
-    __shared__ float max_part[kMatvecWarps];
+    __shared__ float max_part[W];
     const float4* x4 = reinterpret_cast<const float4*>(in.x);
     const int runs = int(cols / 16);
     float ss = 0.0f, mx = 0.0f;
@@ -411,7 +412,7 @@ __device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t co
     }
     __syncthreads();
 #pragma unroll
-    for (int w = 0; w < kMatvecWarps; ++w) mx = fmaxf(mx, max_part[w]);
+    for (int w = 0; w < W; ++w) mx = fmaxf(mx, max_part[w]);
     // mx < 2^(E - 126) for its biased exponent E: down brings it below
     // 2^kInputExponent, up takes back down and the quants' unit 2^-24 (E kept
     // where both stay normal floats: inputs of 2^-112..2^116).
@@ -464,17 +465,20 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 
 // One token, one product of many rows (the output layer, a 7B model's FFN): as
 // many blocks as are resident at once, each looping over tiles of
-// kMatvecWarps * R rows, with the input (normalised or plain) staged once per
+// stream_warps * R rows, with the input (normalised or plain) staged once per
 // block in fp16 (stage_input_half, dot_half.cuh; the plain types in fp32,
 // stage_input and dot_group.cuh). A warp's step is R rows of a
 // piece of the columns (all of them when R whole rows fit its stage): the rows
 // of the next one or two steps are copied (bulk copies) while it decodes the
-// current ones (two stages for whole rows, three for pieces: a third stage
-// that cost whole rows a resident block made them 5-7 % slower, round 27), and
-// the sums accumulate over the pieces of a tile (one row per warp: wide rows).
-// (A block per tile: 4,752 blocks, 62 % of the copy bandwidth for the output
-// layer.)
-constexpr int stream_stages(bool whole) { return whole ? 2 : 3; }
+// current ones, and the sums accumulate over the pieces of a tile (one row per
+// warp: wide rows). Whole rows: blocks of 8 warps, two stages (a third that
+// cost a resident block made them 5-7 % slower, round 27). Pieces: 8 warps and
+// three stages, or (Wide) 16 warps that share one copy of the input and two
+// stages: with 8, two blocks per SM left 1.2 eligible warps per scheduler on a
+// 7B model's down product (round 29). (A block per tile: 4,752 blocks, 62 % of
+// the copy bandwidth for the output layer.)
+constexpr int stream_stages(bool whole, bool wide) { return whole || wide ? 2 : 3; }
+constexpr int stream_warps(bool whole, bool wide) { return !whole && wide ? 16 : kMatvecWarps; }
 // The elements a piece's offset counts in: a quant block (dot_half.cuh's forms,
 // on the fp16 input), or for the plain types (F32, F16, BF16) a group of 8 of
 // dot_group.cuh, on the fp32 input of stage_input (no rounding of the input for
@@ -490,23 +494,24 @@ struct StreamShape {
     int row_stride;   // bytes per row in a stage: the piece, its 16-byte lead and the loads' slack
 };
 
-template <int R, TensorType T, bool Whole>
-__global__ void __launch_bounds__(kMatvecWarps * 32)
+template <int R, TensorType T, bool Whole, bool Wide>
+__global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
     matvec1_stream_kernel(MatvecPart P, int64_t cols, MatvecIn in, StreamShape shape) {
     extern __shared__ __align__(16) uint8_t smem[];
-    __shared__ float ss_part[kMatvecWarps];
-    constexpr int kStages = stream_stages(Whole);
-    __shared__ uint64_t rows_in[kStages][kMatvecWarps];  // a warp's stage s has its rows
+    constexpr int W = stream_warps(Whole, Wide);
+    __shared__ float ss_part[W];
+    constexpr int kStages = stream_stages(Whole, Wide);
+    __shared__ uint64_t rows_in[kStages][W];  // a warp's stage s has its rows
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     // The step's bookkeeping in 32 bits (a tensor's rows fit an int): with 64-bit
     // tiles it took ~190 instructions per step next to ~350 decoding a Q4_0 row
     // of 4,096 (round 29).
     const int n_rows = int(P.rows);
-    const int tiles = (n_rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
+    const int tiles = (n_rows + W * R - 1) / (W * R);
     const int pieces = Whole ? 1 : int((cols + shape.piece_cols - 1) / shape.piece_cols);
     const int piece_bytes = shape.piece_bytes, row_bytes = P.row_bytes;
     uint8_t* const warp_stage = smem + warp * R * shape.row_stride;  // stage s: + s * stage_bytes
-    const int stage_bytes = kMatvecWarps * R * shape.row_stride;
+    const int stage_bytes = W * R * shape.row_stride;
     if (lane == 0)
         for (int s = 0; s < kStages; ++s) bulk_barrier_init(&rows_in[s][warp]);
     __syncwarp();
@@ -522,7 +527,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     // Copies the warp's rows of a step (none past the last row or tile) into stage s.
     const auto copy_step = [&](int tile, int piece, int s) {
         if (lane != 0) return;
-        const int r0 = (tile * kMatvecWarps + warp) * R;
+        const int r0 = (tile * W + warp) * R;
         const int nr = tile < tiles ? max(0, min(R, n_rows - r0)) : 0;
         uint8_t* const to = warp_stage + s * stage_bytes;
         if constexpr (Whole) {
@@ -556,7 +561,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
         advance(copy_tile, copy_piece);
     }
     pdl_enter();
-    uint8_t* input = smem + kStages * kMatvecWarps * R * shape.row_stride;
+    uint8_t* input = smem + kStages * W * R * shape.row_stride;
     uint4* xh = reinterpret_cast<uint4*>(input);
     float* run_sums = reinterpret_cast<float*>(xh + half_input_octets(cols));
     const float4* x_lo = reinterpret_cast<const float4*>(input);  // the plain types' fp32 copy
@@ -565,17 +570,17 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
         constexpr bool kSums = HalfLayout<T>::kSums;
         // Inputs held in registers while staged: one run per thread (rows up to 4,096)
         // for whole rows, whose kernels must stay small for four blocks per SM; four
-        // for pieces (up to 16,384: a 7B model's down product).
+        // for pieces (up to 32,768 with 16 warps: a 7B model's down product).
         constexpr int kRuns = Whole ? 1 : 4;
-        up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums, kRuns>(in, cols, xh, run_sums, ss_part)
-                       : stage_input_half<MatvecInput::Plain, kSums, kRuns>(in, cols, xh, run_sums, ss_part);
+        up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums, kRuns, W>(in, cols, xh, run_sums, ss_part)
+                       : stage_input_half<MatvecInput::Plain, kSums, kRuns, W>(in, cols, xh, run_sums, ss_part);
     } else if (in.norm_w) {
         stage_input<MatvecInput::Norm>(in, cols, reinterpret_cast<float*>(input), ss_part);
     } else {
         stage_input<MatvecInput::Plain>(in, cols, reinterpret_cast<float*>(input), ss_part);
     }
     __syncthreads();
-    const float scale = up * (in.norm_w ? input_scale<MatvecInput::Norm>(in, cols, ss_part) : 1.0f);
+    const float scale = up * (in.norm_w ? input_scale<MatvecInput::Norm, W>(in, cols, ss_part) : 1.0f);
     constexpr int kBlockElems = stream_unit<T>();
     float acc[R];
     // This round's stage and the parity of its use; the copies go to the stage
@@ -587,7 +592,7 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
         advance(copy_tile, copy_piece);
         bulk_wait(&rows_in[s][warp], parity);
         const bool last_piece = Whole || piece + 1 == pieces;
-        const int r0 = (tile * kMatvecWarps + warp) * R;
+        const int r0 = (tile * W + warp) * R;
         const int nr = min(R, n_rows - r0);
         if (nr > 0) {
             if (piece == 0)
@@ -786,16 +791,16 @@ static StreamShape stream_shape(TensorType type, int64_t piece_cols) {
     const int bytes = int(gguf::row_bytes(type, uint64_t(piece_cols)));
     return {int(piece_cols), bytes, (bytes + 32 + 15) / 16 * 16};  // 15 bytes of lead, 4 of over-read
 }
-static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape, int64_t cols) {
-    const int stages = stream_stages(shape.piece_cols == cols);
+static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape, int64_t cols, bool wide) {
+    const bool whole = shape.piece_cols == cols;
     const size_t input = gguf::traits(type).block_size > 1 ? half_input_bytes(cols) : sizeof(float) * size_t(cols);
-    return size_t(stages * kMatvecWarps * R) * shape.row_stride + input;
+    return size_t(stream_stages(whole, wide) * stream_warps(whole, wide) * R) * shape.row_stride + input;
 }
 
 // Rows per warp and the columns of a step. Whole rows: the most rows per warp
 // (4, 2, 1) that leave room for three blocks per SM, else one row per warp at
 // two. Wider rows: one row per warp in the widest pieces that leave room for two
-// blocks, a multiple of 1,024 columns (a warp's step for every type of
+// blocks (of 16 warps), a multiple of 1,024 columns (a warp's step for every type of
 // dot_half.cuh: 1,280 left a step of 8 lanes in 32), else of 256. R = 0 when
 // not even that fits. From the H200 runs of round 27: with the fp16 input the
 // decoding no longer bounds the products, so the bytes in flight matter more
@@ -806,42 +811,51 @@ static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape
 struct StreamChoice {
     int R;
     StreamShape shape;
+    bool wide;  // pieces in blocks of 16 warps (stream_warps)
 };
+// (Experiment: ORCD_STREAM_WIDE=0 / 1 forces the pieces' blocks for every type.)
+static bool wide_pieces(TensorType type) {
+    static const char* forced = std::getenv("ORCD_STREAM_WIDE");
+    if (forced && *forced) return *forced == '1';
+    return gguf::traits(type).block_size > 1;
+}
 static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const size_t per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor));
+    const bool wide = wide_pieces(type);
     const auto fits = [&](int R, const StreamShape& shape, int blocks) {
-        return blocks * (stream_smem_bytes(type, R, shape, cols) + 2048) <= per_sm;
+        return blocks * (stream_smem_bytes(type, R, shape, cols, wide) + 2048) <= per_sm;
     };
     const StreamShape whole = stream_shape(type, cols);
     for (int R : {4, 2, 1})
-        if (fits(R, whole, 3)) return {R, whole};
-    if (fits(1, whole, 2)) return {1, whole};
+        if (fits(R, whole, 3)) return {R, whole, false};
+    if (fits(1, whole, 2)) return {1, whole, false};
     for (int64_t piece = (cols - 1) / 1024 * 1024; piece >= 1024; piece -= 1024)
-        if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece)};
+        if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece), wide};
     for (int64_t piece = (std::min<int64_t>(cols, 1024) - 1) / 256 * 256; piece >= 256; piece -= 256)
-        if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece)};
-    return {0, {}};
+        if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece), wide};
+    return {0, {}, false};
 }
 
-template <int R, TensorType T, bool Whole>
+template <int R, TensorType T, bool Whole, bool Wide>
 static void launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, const StreamShape& shape,
                           cudaStream_t stream) {
-    const auto kernel = matvec1_stream_kernel<R, T, Whole>;
+    const auto kernel = matvec1_stream_kernel<R, T, Whole, Wide>;
     static bool configured = [&] {
         ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024));
         return true;
     }();
     (void)configured;
-    const size_t smem = stream_smem_bytes(p.type, R, shape, cols);
+    const size_t smem = stream_smem_bytes(p.type, R, shape, cols, Wide);
+    constexpr int kWarps = stream_warps(Whole, Wide);
     int per_sm = 0;
-    ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kMatvecWarps * 32, smem));
+    ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem));
     // As many blocks as fit at once. (Fewer, so that each block had the same
     // number of tiles, left SMs with four blocks and others with three: the
     // product of 14,336 Q4_K rows got 25 % slower, round 27.)
-    const int64_t tiles = (p.rows + kMatvecWarps * R - 1) / (kMatvecWarps * R);
+    const int64_t tiles = (p.rows + kWarps * R - 1) / (kWarps * R);
     const unsigned blocks = unsigned(std::min<int64_t>(tiles, int64_t(std::max(1, per_sm)) * multiprocessors()));
-    launch_pdl(kernel, blocks, kMatvecWarps * 32, smem, stream, p, cols, in, shape);
+    launch_pdl(kernel, blocks, kWarps * 32, smem, stream, p, cols, in, shape);
 }
 
 static bool try_stream(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInput input, cudaStream_t stream) {
@@ -852,11 +866,15 @@ static bool try_stream(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInp
         const StreamChoice c = choose_stream(T, cols);
         const bool whole = c.shape.piece_cols == cols;
         switch (c.R) {
-            case 4: launch_stream<4, T, true>(p, cols, in, c.shape, stream); break;
-            case 2: launch_stream<2, T, true>(p, cols, in, c.shape, stream); break;
+            case 4: launch_stream<4, T, true, false>(p, cols, in, c.shape, stream); break;
+            case 2: launch_stream<2, T, true, false>(p, cols, in, c.shape, stream); break;
             case 1:
-                whole ? launch_stream<1, T, true>(p, cols, in, c.shape, stream)
-                      : launch_stream<1, T, false>(p, cols, in, c.shape, stream);
+                if (whole)
+                    launch_stream<1, T, true, false>(p, cols, in, c.shape, stream);
+                else if (c.wide)
+                    launch_stream<1, T, false, true>(p, cols, in, c.shape, stream);
+                else
+                    launch_stream<1, T, false, false>(p, cols, in, c.shape, stream);
                 break;
             default: return;
         }
