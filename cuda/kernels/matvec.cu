@@ -813,10 +813,14 @@ struct StreamChoice {
     StreamShape shape;
     bool wide;  // pieces in blocks of 16 warps (stream_warps)
 };
-// (Experiment: ORCD_STREAM_WIDE=0 / 1 forces the pieces' blocks for every type.)
-static bool wide_pieces(TensorType type) {
+// (Experiment: ORCD_STREAM_WIDE=0 / 1 forces the pieces' blocks for every type;
+// 2: wide pieces also before whole rows at two blocks per SM.)
+static int stream_experiment() {
     static const char* forced = std::getenv("ORCD_STREAM_WIDE");
-    if (forced && *forced) return *forced == '1';
+    return forced && *forced ? *forced - '0' : -1;
+}
+static bool wide_pieces(TensorType type) {
+    if (stream_experiment() >= 0) return stream_experiment() >= 1;
     return gguf::traits(type).block_size > 1;
 }
 static StreamChoice choose_stream(TensorType type, int64_t cols) {
@@ -828,7 +832,7 @@ static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const StreamShape whole = stream_shape(type, cols);
     for (int R : {4, 2, 1})
         if (fits(R, whole, 3)) return {R, whole, false};
-    if (fits(1, whole, 2)) return {1, whole, false};
+    if (stream_experiment() != 2 && fits(1, whole, 2)) return {1, whole, false};
     for (int64_t piece = (cols - 1) / 1024 * 1024; piece >= 1024; piece -= 1024)
         if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece), wide};
     for (int64_t piece = (std::min<int64_t>(cols, 1024) - 1) / 256 * 256; piece >= 256; piece -= 256)
