@@ -53,7 +53,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <vector>
 
 #include "cuda_check.h"
@@ -473,9 +472,9 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 // current ones, and the sums accumulate over the pieces of a tile (one row per
 // warp: wide rows). Whole rows: blocks of 8 warps, two stages (a third that
 // cost a resident block made them 5-7 % slower, round 27). Pieces: 8 warps and
-// three stages, or (Wide) 16 warps that share one copy of the input and two
-// stages: with 8, two blocks per SM left 1.2 eligible warps per scheduler on a
-// 7B model's down product (round 29). (A block per tile: 4,752 blocks, 62 % of
+// three stages, or (Wide, rows of 8,192 or more: choose_stream) 16 warps that
+// share one copy of the input and two stages: with 8, two blocks per SM left
+// 1.2 eligible warps per scheduler on a 7B model's down product (round 29). (A block per tile: 4,752 blocks, 62 % of
 // the copy bandwidth for the output layer.)
 constexpr int stream_stages(bool whole, bool wide) { return whole || wide ? 2 : 3; }
 constexpr int stream_warps(bool whole, bool wide) { return !whole && wide ? 16 : kMatvecWarps; }
@@ -799,13 +798,19 @@ static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape
 
 // Rows per warp and the columns of a step. Whole rows: the most rows per warp
 // (4, 2, 1) that leave room for three blocks per SM, else one row per warp at
-// two. Wider rows: one row per warp in the widest pieces that leave room for two
-// blocks (of 16 warps), a multiple of 1,024 columns (a warp's step for every type of
+// two (below kWidePiecesCols). Wider rows: one row per warp in the widest pieces
+// that leave room for two blocks, a multiple of 1,024 columns (a warp's step for every type of
 // dot_half.cuh: 1,280 left a step of 8 lanes in 32), else of 256. R = 0 when
 // not even that fits. From the H200 runs of round 27: with the fp16 input the
 // decoding no longer bounds the products, so the bytes in flight matter more
 // than the rows per warp (which share the input's loads), and one row per warp
 // gives the wide products of few rows (4,096 x 14,336) four times the tiles.
+// Rows of kWidePiecesCols or more take their pieces in blocks of 16 warps
+// (round 29, one H200 call, pieces of 8 warps against 16 on rows of 11,008 and
+// 14,336: F16 and BF16 +4-5 points of the copy, F32 +2-4, Q8_0 +4-8 on 14,336,
+// the 4- to 6-bit types within +-2 on average; Q2_K's whole rows at two blocks
+// 28 -> 34 % as wide pieces; on rows of 4,096, F32's pieces lost 6 points with
+// 16 warps and Q8_0's whole rows at two blocks beat pieces by 5).
 // (The static shared memory and the 1 KB the system keeps per block count as
 // 2 KB.)
 struct StreamChoice {
@@ -813,26 +818,17 @@ struct StreamChoice {
     StreamShape shape;
     bool wide;  // pieces in blocks of 16 warps (stream_warps)
 };
-// (Experiment: ORCD_STREAM_WIDE=0 / 1 forces the pieces' blocks for every type;
-// 2: wide pieces also before whole rows at two blocks per SM.)
-static int stream_experiment() {
-    static const char* forced = std::getenv("ORCD_STREAM_WIDE");
-    return forced && *forced ? *forced - '0' : -1;
-}
-static bool wide_pieces(TensorType type) {
-    if (stream_experiment() >= 0) return stream_experiment() >= 1;
-    return gguf::traits(type).block_size > 1;
-}
+constexpr int64_t kWidePiecesCols = 8192;
 static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const size_t per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor));
-    const bool wide = wide_pieces(type);
+    const bool wide = cols >= kWidePiecesCols;
     const auto fits = [&](int R, const StreamShape& shape, int blocks) {
         return blocks * (stream_smem_bytes(type, R, shape, cols, wide) + 2048) <= per_sm;
     };
     const StreamShape whole = stream_shape(type, cols);
     for (int R : {4, 2, 1})
         if (fits(R, whole, 3)) return {R, whole, false};
-    if (stream_experiment() != 2 && fits(1, whole, 2)) return {1, whole, false};
+    if (!wide && fits(1, whole, 2)) return {1, whole, false};
     for (int64_t piece = (cols - 1) / 1024 * 1024; piece >= 1024; piece -= 1024)
         if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece), wide};
     for (int64_t piece = (std::min<int64_t>(cols, 1024) - 1) / 256 * 256; piece >= 256; piece -= 256)

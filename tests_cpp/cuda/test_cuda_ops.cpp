@@ -427,10 +427,10 @@ TEST_F(CudaOps, NormedMatmulOfManyRows) {
 // One token through a plain product of at least 16 MB (a 7B model's FFN or
 // output): streamed by resident blocks, whole rows four (Q5_0), two (Q6_K) or
 // one per warp (Q4_K, Q4_0; Q8_0 at two blocks per SM), or pieces of the columns
-// one row per warp (Q4_K and Q3_K x 14,336, the last piece shorter),
+// one row per warp (blocks of 16 warps for rows of 14,336: Q4_K, Q3_K, Q8_0, Q2_K,
+// F32, F16; of 8 for F16, BF16, F32 x 4,096; the last piece shorter),
 // a row count no multiple of a tile, a bias with accumulation, an input with
-// one very large element; the plain types in pieces on an fp32 input (F16 and
-// BF16 x 4,096, F32 x 4,096 and x 14,336).
+// one very large element; the plain types on an fp32 input.
 TEST_F(CudaOps, PlainMatmulOfManyBytes) {
     struct Case { TensorType type; uint64_t cols; };
     const Case cases[] = {{TensorType::Q8_0, 4096},   {TensorType::Q4_K, 4096},   {TensorType::Q4_K, 14336},
@@ -438,7 +438,8 @@ TEST_F(CudaOps, PlainMatmulOfManyBytes) {
                           {TensorType::Q4_1, 4096},   {TensorType::Q5_1, 4096},   {TensorType::Q5_K, 4096},
                           {TensorType::Q2_K, 4096},   {TensorType::Q3_K, 14336},  {TensorType::IQ4_NL, 4096},
                           {TensorType::IQ4_XS, 4096}, {TensorType::F16, 4096},    {TensorType::BF16, 4096},
-                          {TensorType::F32, 4096},    {TensorType::F32, 14336}};
+                          {TensorType::F32, 4096},    {TensorType::F32, 14336},   {TensorType::F16, 14336},
+                          {TensorType::Q8_0, 14336},  {TensorType::Q2_K, 14336}};
     for (const Case& c : cases) {
         const uint64_t row_bytes = c.cols / gguf::traits(c.type).block_size * gguf::traits(c.type).block_bytes;
         const uint64_t rows = (uint64_t(16) << 20) / row_bytes + 37;
