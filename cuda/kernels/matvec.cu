@@ -48,7 +48,8 @@
 // v10: the streamed products take an fp16 input and two weights per HFMA2
 // (dot_half.cuh); wide rows in pieces one row per warp with three stages
 // per warp (round 27). Every quantised type has its fp16 form (round 28); the
-// plain types are streamed on an fp32 input (round 29).
+// plain types are streamed on an fp32 input, and rows of 8,192 columns or more
+// in pieces of 16-warp blocks (round 29).
 #include <cuda_pipeline.h>
 
 #include <algorithm>
