@@ -475,8 +475,9 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 // cost a resident block made them 5-7 % slower, round 27). Pieces: 8 warps and
 // three stages, or (Wide, rows of 8,192 or more: choose_stream) 16 warps that
 // share one copy of the input and two stages: with 8, two blocks per SM left
-// 1.2 eligible warps per scheduler on a 7B model's down product (round 29). (A block per tile: 4,752 blocks, 62 % of
-// the copy bandwidth for the output layer.)
+// 1.2 eligible warps per scheduler on a 7B model's down product (round 29).
+// (A block per tile: 4,752 blocks, 62 % of the copy bandwidth for the output
+// layer.)
 constexpr int stream_stages(bool whole, bool wide) { return whole || wide ? 2 : 3; }
 constexpr int stream_warps(bool whole, bool wide) { return !whole && wide ? 16 : kMatvecWarps; }
 // The elements a piece's offset counts in: a quant block (dot_half.cuh's forms,
@@ -799,9 +800,10 @@ static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape
 
 // Rows per warp and the columns of a step. Whole rows: the most rows per warp
 // (4, 2, 1) that leave room for three blocks per SM, else one row per warp at
-// two (below kWidePiecesCols). Wider rows: one row per warp in the widest pieces
-// that leave room for two blocks, a multiple of 1,024 columns (a warp's step for every type of
-// dot_half.cuh: 1,280 left a step of 8 lanes in 32), else of 256. R = 0 when
+// two (below kWidePiecesCols). Wider rows: one row per warp in the widest
+// pieces that leave room for two blocks, a multiple of 1,024 columns (a warp's
+// step for every type of dot_half.cuh: 1,280 left a step of 8 lanes in 32),
+// else of 256. R = 0 when
 // not even that fits. From the H200 runs of round 27: with the fp16 input the
 // decoding no longer bounds the products, so the bytes in flight matter more
 // than the rows per warp (which share the input's loads), and one row per warp
