@@ -2,7 +2,9 @@
 // tensor type the CUDA backend supports and a set of shapes, the time of one
 // orcd::cuda::launch_matvec with n = 1, the weight bytes it reads per second,
 // and that as a percent of the device-to-device copy bandwidth measured first
-// (cudaMemcpyAsync of 1 GiB, bytes read + written, median of 10).
+// (cudaMemcpyAsync of 1 GiB, bytes read + written, median of 10); beside it,
+// the same bytes read by a kernel that only reads them (read_once): the floor
+// of a product of that size, its start and tail included.
 //
 // Weights come from DRAM, not L2: each (type, shape) rotates over enough copies
 // of the weight that together they exceed max(256 MB, 4 x L2). A sample is a
@@ -32,6 +34,7 @@
 
 #include "cuda_check.h"
 #include "kernels/kernels.h"
+#include "kernels/launch.cuh"
 #include "orcd/gguf.h"
 #include "random_tensors.h"
 
@@ -119,6 +122,23 @@ __global__ void fill_input(float* x, int64_t n, uint64_t seed) {
     }
 }
 
+// Reads every 16-byte word of [p, p + 16 words) once, four loads in flight per
+// thread, and keeps their XOR where the compiler cannot drop it: what any
+// kernel that reads these bytes once costs, its start and its tail included.
+__global__ void read_once(const uint4* p, int64_t words, uint32_t* sink) {
+    orcd::cuda::pdl_enter();
+    const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+    uint32_t acc = 0;
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < words; i += 4 * stride) {
+        uint4 v[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) v[k] = i + k * stride < words ? __ldcs(p + i + k * stride) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) acc ^= v[k].x ^ v[k].y ^ v[k].z ^ v[k].w;
+    }
+    if (acc == 0x9e3779b9u) *sink = acc;
+}
+
 // --- helpers --------------------------------------------------------------------
 
 double median(std::vector<double> v) {
@@ -192,7 +212,7 @@ int copies_for(int64_t bytes, int64_t cold) {
 }
 
 struct Result {
-    double us_stream = 0, us_graph = 0;
+    double us_stream = 0, us_graph = 0, us_read = 0;
     bool finite = true;
 };
 
@@ -260,6 +280,26 @@ public:
                 for (int i = 0; i < batch; ++i) product();
             }) / batch);
         r.us_stream = median(samples);
+
+        // The same bytes read by read_once, over the same copies.
+        int sm_count = 0, device = 0;
+        ORCD_CUDA_CHECK(cudaGetDevice(&device));
+        ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+        uint32_t* sink = reinterpret_cast<uint32_t*>(out);
+        auto read = [&] {
+            orcd::cuda::launch_pdl(read_once, unsigned(4 * sm_count), 512, 0, stream_,
+                                   static_cast<const uint4*>(w[size_t(next)].data), bytes / 16, sink);
+            next = (next + 1) % copies;
+        };
+        time_us([&] {
+            for (int i = 0; i < kGraphProducts; ++i) read();
+        });
+        samples.clear();
+        for (int rep = 0; rep < reps_; ++rep)
+            samples.push_back(time_us([&] {
+                for (int i = 0; i < batch; ++i) read();
+            }) / batch);
+        r.us_read = median(samples);
 
         // The same products as graphs of kGraphProducts each, over consecutive copies.
         const int n_graphs = copies % kGraphProducts == 0 ? copies / kGraphProducts : 1;
@@ -368,8 +408,11 @@ int main(int argc, char** argv) {
         std::printf("matvec n=1 (launch_matvec), weights rotated over >= %lld MB of copies; median of %d samples; "
                     "stream: back-to-back launches, graph: CUDA graphs of %d products\n\n",
                     (long long)(cold >> 20), reps, kGraphProducts);
-        std::printf("| type   | rows x cols   |  weight MB | us stream |  GB/s | %% copy |  us graph |  GB/s | %% copy |\n");
-        std::printf("|--------|---------------|-----------:|----------:|------:|-------:|----------:|------:|-------:|\n");
+        std::printf("read: the same bytes read once by a kernel that does nothing else (read_once)\n\n");
+        std::printf("| type   | rows x cols   |  weight MB | us stream |  GB/s | %% copy |  us graph |  GB/s | %% copy "
+                    "| us read | %% copy |\n");
+        std::printf("|--------|---------------|-----------:|----------:|------:|-------:|----------:|------:|-------:"
+                    "|--------:|-------:|\n");
         std::fflush(stdout);
 
         Bench bench(stream, cold, reps);
@@ -387,9 +430,11 @@ int main(int argc, char** argv) {
                 const Result r = bench.run(type, s);
                 const double bytes = double(orcd::gguf::row_bytes(type, uint64_t(s.cols))) * double(s.rows);
                 const double gbs = bytes / (r.us_stream * 1e3), gbs_graph = bytes / (r.us_graph * 1e3);
-                std::printf("| %-6s | %-13s | %10.2f | %9.2f | %5.0f | %5.1f%% | %9.2f | %5.0f | %5.1f%% |%s\n", tr.name,
-                            shape, bytes / 1e6, r.us_stream, gbs, 100.0 * gbs / copy_gbs, r.us_graph, gbs_graph,
-                            100.0 * gbs_graph / copy_gbs, r.finite ? "" : " non-finite output!");
+                const double gbs_read = bytes / (r.us_read * 1e3);
+                std::printf("| %-6s | %-13s | %10.2f | %9.2f | %5.0f | %5.1f%% | %9.2f | %5.0f | %5.1f%% | %7.2f | %5.1f%% |%s\n",
+                            tr.name, shape, bytes / 1e6, r.us_stream, gbs, 100.0 * gbs / copy_gbs, r.us_graph,
+                            gbs_graph, 100.0 * gbs_graph / copy_gbs, r.us_read, 100.0 * gbs_read / copy_gbs,
+                            r.finite ? "" : " non-finite output!");
                 std::fflush(stdout);
                 all_finite = all_finite && r.finite;
             }

@@ -51,6 +51,12 @@ MatvecPart matvec_part(const Weight& w, float* out, const float* bias, bool accu
 // the rows allow (a longer list is split).
 void launch_matvec1_parts(const std::vector<MatvecPart>& parts, int64_t cols, MatvecInput input, const MatvecIn& in,
                           cudaStream_t stream);
+// Whether launch_matvec1_parts streams a lone part of these rows
+// (matvec_stream.cu; the quantised types then round the input to fp16).
+bool matvec1_streamed(int64_t rows, int64_t row_bytes);
+// The streamed product of one part, if it is one of those (else nothing is launched).
+bool launch_matvec1_streamed(const MatvecPart& part, int64_t cols, MatvecIn in, MatvecInput input,
+                             cudaStream_t stream);
 // One token: gate.out[j] = silu(in . G[j, :] (+ gate.bias[j])) * (in . U[j, :] (+ up.bias[j])), in one
 // launch. Returns false (nothing launched) when gate and up differ in rows or a row is too wide for it.
 bool launch_matvec1_swiglu(const MatvecPart& gate, const MatvecPart& up, int64_t cols, MatvecInput input,

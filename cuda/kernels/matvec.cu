@@ -57,18 +57,16 @@
 #include <vector>
 
 #include "cuda_check.h"
-#include "kernels/bulk_copy.cuh"
 #include "kernels/dequant.cuh"
 #include "kernels/dot_group.cuh"
-#include "kernels/dot_half.cuh"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
+#include "kernels/matvec_common.cuh"
 #include "kernels/reduce.cuh"
 #include "kernels/silu.cuh"
 
 namespace orcd::cuda {
 
-constexpr int kMatvecWarps = 8;
 constexpr int kStageBytes = 4096 + 16;  // per warp: a row of up to 4 KB plus the alignment slack
 constexpr int kUpStage = 2048;          // SwiGLU: where the up rows start (16-byte aligned for the float types)
 constexpr int kMaxParts = 3;            // products per staged launch (a longer list is split)
@@ -103,11 +101,6 @@ __device__ __forceinline__ void load_input(const MatvecIn& in, int64_t cols, int
     }
 }
 
-// x[0] + ... + x[7], which dot_group's factored forms need (dropped by the
-// compiler for the types whose dot_group does not use it).
-__device__ __forceinline__ float sum8(const float x[8]) {
-    return ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
-}
 
 // rsqrt(mean(x_t^2) + eps) of token t, computed by the whole block (every thread
 // must call it: it synchronises the block).
@@ -178,69 +171,8 @@ __device__ __forceinline__ int stage_rows(const uint8_t* first, int row_bytes, i
     return lead;
 }
 
-// The block's copy of the one-token input in shared memory: x, times norm_w for
-// Norm (all threads, one load of each element; the caller synchronises). The
-// norm's scale rsqrt(mean(x^2) + eps) is left for the end of the product (it
-// multiplies every row's sum), so nothing waits for its block reduction here:
-// each warp leaves its sum of squares in ss_part[warp] (kMatvecWarps warps).
-// Layout: the first four inputs of every group of 8, then the last four (two
-// float4 arrays), so that the lanes' loads of a group are consecutive 16-byte
-// pieces: with the groups side by side, a warp's float4 loads of x touched
-// every other bank group and took twice the shared-memory wavefronts, which
-// bound the products of one row per warp (bench/NOTES.md, round 26).
-template <MatvecInput I>
-__device__ __forceinline__ void stage_input(const MatvecIn& in, int64_t cols, float* xs, float* ss_part) {
-    const int quads = int(cols / 4);
-    float ss = 0.0f;
-    for (int c = threadIdx.x; c < quads; c += blockDim.x) {
-        float4 v = reinterpret_cast<const float4*>(in.x)[c];
-        if constexpr (I == MatvecInput::Norm) {
-            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-            const float4 w = __ldg(reinterpret_cast<const float4*>(in.norm_w) + c);
-            v = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
-        }
-        reinterpret_cast<float4*>(xs)[(c & 1) * (quads / 2) + c / 2] = v;
-    }
-    if constexpr (I == MatvecInput::Norm) {
-        ss = warp_sum(ss);
-        if (threadIdx.x % 32 == 0) ss_part[threadIdx.x / 32] = ss;
-    }
-}
 
-// The factor of every row's sum: the norm's scale for Norm (after the block's
-// synchronisation that followed stage_input), else 1. W: the block's warps.
-template <MatvecInput I, int W = kMatvecWarps>
-__device__ __forceinline__ float input_scale(const MatvecIn& in, int64_t cols, const float* ss_part) {
-    if constexpr (I != MatvecInput::Norm) return 1.0f;
-    float ss = 0.0f;
-#pragma unroll
-    for (int w = 0; w < W; ++w) ss += ss_part[w];
-    return rsqrtf(ss / float(cols) + in.eps);
-}
 
-// acc[k] += x . row k (rows: K staged rows in shared memory, each of `groups`
-// groups of 8), the lane's share (not yet summed over the warp); x from the
-// block's shared copy (stage_input's layout: the first and the last four of
-// each group of 8 in x_lo and x_hi). The lane's block advances by a
-// fixed step and its group in the block is fixed (dot_group.cuh). Callers that
-// have fewer rows than K repeat the last one, so that the loop has no per-row
-// branch.
-template <TensorType T, int K>
-__device__ __forceinline__ void dot_rows(const uint8_t* const (&rows)[K], int groups, const float4* x_lo,
-                                         const float4* x_hi, int lane, float (&acc)[K]) {
-    using L = GroupLayout<T>;
-    constexpr int kStep = (32 / L::kPerBlock) * L::kBlockBytes;
-    const int i = lane % L::kPerBlock;
-    int offset = (lane / L::kPerBlock) * L::kBlockBytes;
-#pragma unroll 2
-    for (int g = lane; g < groups; g += 32, offset += kStep) {
-        const float4 x0 = x_lo[g], x1 = x_hi[g];
-        const float x8[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-        const float sx = sum8(x8);
-#pragma unroll
-        for (int k = 0; k < K; ++k) acc[k] += dot_group<T>(rows[k] + offset, i, x8, sx);
-    }
-}
 
 // The same for a type known at run time: one of Ts, or any type when Ts is empty.
 template <int K, TensorType... Ts>
@@ -336,305 +268,6 @@ __global__ void __launch_bounds__(kMatvecWarps * 32) matvec1_kernel(StagedParts 
     }
 }
 
-// The streaming kernel's copy of the input in fp16 (dot_half.cuh): x (times
-// norm_w for Norm) times the power of two that brings its largest magnitude
-// below 2^kInputExponent, as octets of 8 in the order (0, 2), (1, 3), (4, 6), (5, 7),
-// swizzled (swizzled_octet; the octets padded to a multiple of 8), then, with
-// Sums, the fp32 sum of every run of 16 rounded inputs. Thread t takes runs t,
-// t + blockDim.x, ...: while they are at most kRuns, it keeps their inputs in
-// registers between the maximum (and the norm's sum of squares, each warp's in
-// ss_part) and the conversion, so that x is read from L2 once; wider inputs are
-// read twice. (Two passes for every width took 2 x 16 KB of L2 reads per block
-// for rows of 4,096, next to 2.3 KB of weights per row.) Every thread must call
-// it; it synchronises the block once and the caller once more before the copy
-// is read. Returns 2^e.
-constexpr int64_t half_input_octets(int64_t cols) { return (cols / 8 + 7) / 8 * 8; }
-constexpr size_t half_input_bytes(int64_t cols) {
-    return size_t(16 * half_input_octets(cols)) + sizeof(float) * size_t(cols / 16);
-}
-
-// Run r of the input (16 values, already times norm_w) into the fp16 copy.
-template <bool Sums>
-__device__ __forceinline__ void store_half_run(int r, const float4 (&q)[4], float down, uint4* xh, float* run_sums) {
-    uint32_t h[8];
-    float sums[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {  // four k: elements 4k..4k+3 as the pairs (4k, 4k+2), (4k+1, 4k+3)
-        const __half2 p0 = __floats2half2_rn(q[k].x * down, q[k].z * down);
-        const __half2 p1 = __floats2half2_rn(q[k].y * down, q[k].w * down);
-        memcpy(&h[2 * k], &p0, 4);
-        memcpy(&h[2 * k + 1], &p1, 4);
-        sums[k] = half2_total(p0) + half2_total(p1);
-    }
-    const int o = swizzled_octet(2 * r);  // the run's octets: o and o ^ 1
-    xh[o] = make_uint4(h[0], h[1], h[2], h[3]);
-    xh[o ^ 1] = make_uint4(h[4], h[5], h[6], h[7]);
-    // In the quants' units (2^-24 each: half_bits.cuh), as the fp16 dots come out.
-    if constexpr (Sums) run_sums[r] = ((sums[0] + sums[1]) + (sums[2] + sums[3])) * 0x1p-24f;
-}
-
-template <MatvecInput I, bool Sums, int kRuns, int W>
-__device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t cols, uint4* xh, float* run_sums,
-                                                  float* ss_part) {
-    __shared__ float max_part[W];
-    const float4* x4 = reinterpret_cast<const float4*>(in.x);
-    const int runs = int(cols / 16);
-    float ss = 0.0f, mx = 0.0f;
-    // Quad c of x times norm_w, adding to ss and mx.
-    const auto load = [&](int c) {
-        float4 v = x4[c];
-        if constexpr (I == MatvecInput::Norm) {
-            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-            const float4 w = __ldg(reinterpret_cast<const float4*>(in.norm_w) + c);
-            v = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
-        }
-        mx = fmaxf(mx, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
-        return v;
-    };
-    const bool held = runs <= kRuns * int(blockDim.x);
-    float4 q[kRuns][4];
-    if (held) {
-#pragma unroll
-        for (int j = 0; j < kRuns; ++j) {
-            const int r = threadIdx.x + j * int(blockDim.x);
-            if (r < runs)
-#pragma unroll
-                for (int k = 0; k < 4; ++k) q[j][k] = load(4 * r + k);
-        }
-    } else {
-        for (int c = threadIdx.x; c < 4 * runs; c += blockDim.x) load(c);
-    }
-    ss = warp_sum(ss);
-    mx = warp_max(mx);
-    if (threadIdx.x % 32 == 0) {
-        ss_part[threadIdx.x / 32] = ss;
-        max_part[threadIdx.x / 32] = mx;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int w = 0; w < W; ++w) mx = fmaxf(mx, max_part[w]);
-    // mx < 2^(E - 126) for its biased exponent E: down brings it below
-    // 2^kInputExponent, up takes back down and the quants' unit 2^-24 (E kept
-    // where both stay normal floats: inputs of 2^-112..2^116).
-    const int e = max(kInputExponent - 1, min(int(__float_as_uint(mx) >> 23) & 255, 242));
-    const float down = __uint_as_float(uint32_t(253 + kInputExponent - e) << 23),
-                up = __uint_as_float(uint32_t(e + 1) << 23) * kHalfDotUnit;
-    if (held) {
-#pragma unroll
-        for (int j = 0; j < kRuns; ++j) {
-            const int r = threadIdx.x + j * int(blockDim.x);
-            if (r < runs) store_half_run<Sums>(r, q[j], down, xh, run_sums);
-        }
-    } else {
-        for (int r = threadIdx.x; r < runs; r += blockDim.x) {
-            float4 v[4];
-#pragma unroll
-            for (int k = 0; k < 4; ++k) v[k] = load(4 * r + k);  // (ss and mx are no longer read)
-            store_half_run<Sums>(r, v, down, xh, run_sums);
-        }
-    }
-    return up;
-}
-
-// acc[k] += x . row k over `blocks` quant blocks of R staged rows, the lane's
-// share, with the fp16 input of stage_input_half (xh, run_sums); first_block:
-// the index in the row of the rows' first block (for the input's offset). A
-// warp step takes 32 / kLanes blocks, each lane its part of one (dot_half.cuh).
-// A step is 32 octets times a multiple of 4, so the swizzle is the same at
-// every step and each lane's input addresses are computed once.
-template <TensorType T, int R>
-__device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], int blocks, int first_block,
-                                              const uint4* xh, const float* run_sums, int lane, float (&acc)[R]) {
-    using L = HalfLayout<T>;
-    constexpr int kBlocksPerStep = 32 / L::kLanes, kOctets = L::kElems / 8;
-    const int part = lane % L::kLanes;
-    int b = lane / L::kLanes;
-    const int oa = (first_block + b) * kOctets + L::run_a(part), ob = (first_block + b) * kOctets + L::run_b(part);
-    const uint4 *xa0 = xh + swizzled_octet(oa), *xa1 = xh + (swizzled_octet(oa) ^ 1);
-    const uint4 *xb0 = xh + swizzled_octet(ob), *xb1 = xh + (swizzled_octet(ob) ^ 1);
-    const float *sa = run_sums + oa / 2, *sb = run_sums + ob / 2;
-    int offset = b * L::kBlockBytes, step = 0;  // step: the octets from the lane's first block
-#pragma unroll 2
-    for (; b < blocks; b += kBlocksPerStep, offset += kBlocksPerStep * L::kBlockBytes, step += kBlocksPerStep * kOctets) {
-        const uint4 xa[2] = {xa0[step], xa1[step]}, xb[2] = {xb0[step], xb1[step]};
-        const float sum_a = L::kSums ? sa[step / 2] : 0.0f, sum_b = L::kSums ? sb[step / 2] : 0.0f;
-#pragma unroll
-        for (int k = 0; k < R; ++k) acc[k] += dot_half<T>(rows[k] + offset, part, xa, xb, sum_a, sum_b);
-    }
-}
-
-// One token, one product of many rows (the output layer, a 7B model's FFN): as
-// many blocks as are resident at once, each looping over tiles of
-// stream_warps * R rows, with the input (normalised or plain) staged once per
-// block in fp16 (stage_input_half, dot_half.cuh; the plain types in fp32,
-// stage_input and dot_group.cuh). A warp's step is R rows of a
-// piece of the columns (all of them when R whole rows fit its stage): the rows
-// of the next one or two steps are copied (bulk copies) while it decodes the
-// current ones, and the sums accumulate over the pieces of a tile (one row per
-// warp: wide rows). Whole rows: blocks of 8 warps, two stages (a third that
-// cost a resident block made them 5-7 % slower, round 27). Pieces: 8 warps and
-// three stages, or (Wide, rows of 8,192 or more: choose_stream) 16 warps that
-// share one copy of the input and two stages: with 8, two blocks per SM left
-// 1.2 eligible warps per scheduler on a 7B model's down product (round 29).
-// (A block per tile: 4,752 blocks, 62 % of the copy bandwidth for the output
-// layer.)
-constexpr int stream_stages(bool whole, bool wide) { return whole || wide ? 2 : 3; }
-constexpr int stream_warps(bool whole, bool wide) { return !whole && wide ? 16 : kMatvecWarps; }
-// The elements a piece's offset counts in: a quant block (dot_half.cuh's forms,
-// on the fp16 input), or for the plain types (F32, F16, BF16) a group of 8 of
-// dot_group.cuh, on the fp32 input of stage_input (no rounding of the input for
-// the types that are chosen for their precision).
-template <TensorType T>
-constexpr int stream_unit() {
-    if constexpr (kHasHalfDot<T>) return HalfLayout<T>::kElems;
-    return 8;
-}
-struct StreamShape {
-    int piece_cols;   // columns per piece: all, or a multiple of 256 (whole blocks of every type)
-    int piece_bytes;  // their bytes in a row
-    int row_stride;   // bytes per row in a stage: the piece, its 16-byte lead and the loads' slack
-};
-
-template <int R, TensorType T, bool Whole, bool Wide>
-__global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
-    matvec1_stream_kernel(MatvecPart P, int64_t cols, MatvecIn in, StreamShape shape) {
-    extern __shared__ __align__(16) uint8_t smem[];
-    constexpr int W = stream_warps(Whole, Wide);
-    __shared__ float ss_part[W];
-    constexpr int kStages = stream_stages(Whole, Wide);
-    __shared__ uint64_t rows_in[kStages][W];  // a warp's stage s has its rows
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    // The step's bookkeeping in 32 bits (a tensor's rows fit an int): with 64-bit
-    // tiles it took ~190 instructions per step next to ~350 decoding a Q4_0 row
-    // of 4,096 (round 29).
-    const int n_rows = int(P.rows);
-    const int tiles = (n_rows + W * R - 1) / (W * R);
-    const int pieces = Whole ? 1 : int((cols + shape.piece_cols - 1) / shape.piece_cols);
-    const int piece_bytes = shape.piece_bytes, row_bytes = P.row_bytes;
-    uint8_t* const warp_stage = smem + warp * R * shape.row_stride;  // stage s: + s * stage_bytes
-    const int stage_bytes = W * R * shape.row_stride;
-    if (lane == 0)
-        for (int s = 0; s < kStages; ++s) bulk_barrier_init(&rows_in[s][warp]);
-    __syncwarp();
-    // Whole rows are consecutive in global memory and come in one bulk copy (four
-    // copies of short rows made the output layer 54 -> 68 us); pieces come one
-    // copy per row, row k at k * row_stride in the stage. (Whole: compiled
-    // without the pieces' bookkeeping.)
-    // Row k of a step in global memory (its piece), and its 16-byte aligned range.
-    const auto piece_range = [&](int r0, int k, int piece) {
-        const int bytes = min(piece_bytes, row_bytes - piece * piece_bytes);
-        return aligned_range(P.w + size_t(r0 + k) * row_bytes + size_t(piece * piece_bytes), bytes);
-    };
-    // Copies the warp's rows of a step (none past the last row or tile) into stage s.
-    const auto copy_step = [&](int tile, int piece, int s) {
-        if (lane != 0) return;
-        const int r0 = (tile * W + warp) * R;
-        const int nr = tile < tiles ? max(0, min(R, n_rows - r0)) : 0;
-        uint8_t* const to = warp_stage + s * stage_bytes;
-        if constexpr (Whole) {
-            const AlignedRange r = aligned_range(P.w + size_t(nr > 0 ? r0 : 0) * row_bytes, nr * row_bytes);
-            bulk_arm(&rows_in[s][warp], r.bytes);
-            if (r.bytes > 0) bulk_copy(to, r.from, r.bytes, &rows_in[s][warp]);
-            return;
-        }
-        uint32_t total = 0;
-        for (int k = 0; k < nr; ++k) total += piece_range(r0, k, piece).bytes;
-        bulk_arm(&rows_in[s][warp], total);
-        for (int k = 0; k < nr; ++k) {
-            const AlignedRange r = piece_range(r0, k, piece);
-            bulk_copy(to + k * shape.row_stride, r.from, r.bytes, &rows_in[s][warp]);
-        }
-    };
-    // The step after (tile, piece): the next piece, or the block's next tile.
-    const auto advance = [&](int& tile, int& piece) {
-        if (Whole || piece + 1 == pieces) {
-            tile += gridDim.x;
-            piece = 0;
-        } else {
-            ++piece;
-        }
-    };
-    // The copies run kStages - 1 steps ahead of the decoding.
-    int tile = blockIdx.x, copy_tile = tile;
-    int piece = 0, copy_piece = 0;
-    for (int s = 0; s + 1 < kStages; ++s) {
-        copy_step(copy_tile, copy_piece, s);
-        advance(copy_tile, copy_piece);
-    }
-    pdl_enter();
-    uint8_t* input = smem + kStages * W * R * shape.row_stride;
-    uint4* xh = reinterpret_cast<uint4*>(input);
-    float* run_sums = reinterpret_cast<float*>(xh + half_input_octets(cols));
-    const float4* x_lo = reinterpret_cast<const float4*>(input);  // the plain types' fp32 copy
-    float up = 1.0f;
-    if constexpr (kHasHalfDot<T>) {
-        constexpr bool kSums = HalfLayout<T>::kSums;
-        // Inputs held in registers while staged: one run per thread (rows up to 4,096)
-        // for whole rows, whose kernels must stay small for four blocks per SM; four
-        // for pieces (up to 32,768 with 16 warps: a 7B model's down product).
-        constexpr int kRuns = Whole ? 1 : 4;
-        up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums, kRuns, W>(in, cols, xh, run_sums, ss_part)
-                       : stage_input_half<MatvecInput::Plain, kSums, kRuns, W>(in, cols, xh, run_sums, ss_part);
-    } else if (in.norm_w) {
-        stage_input<MatvecInput::Norm>(in, cols, reinterpret_cast<float*>(input), ss_part);
-    } else {
-        stage_input<MatvecInput::Plain>(in, cols, reinterpret_cast<float*>(input), ss_part);
-    }
-    __syncthreads();
-    const float scale = up * (in.norm_w ? input_scale<MatvecInput::Norm, W>(in, cols, ss_part) : 1.0f);
-    constexpr int kBlockElems = stream_unit<T>();
-    float acc[R];
-    // This round's stage and the parity of its use; the copies go to the stage
-    // the round before used.
-    int s = 0, copy_s = kStages - 1;
-    uint32_t parity = 0;
-    while (tile < tiles) {
-        copy_step(copy_tile, copy_piece, copy_s);
-        advance(copy_tile, copy_piece);
-        bulk_wait(&rows_in[s][warp], parity);
-        const bool last_piece = Whole || piece + 1 == pieces;
-        const int r0 = (tile * W + warp) * R;
-        const int nr = min(R, n_rows - r0);
-        if (nr > 0) {
-            if (piece == 0)
-#pragma unroll
-                for (int k = 0; k < R; ++k) acc[k] = 0.0f;
-            const uint8_t* const stage = warp_stage + s * stage_bytes;
-            const uint8_t* rows[R];
-#pragma unroll
-            for (int k = 0; k < R; ++k) {  // past the last real row, the last one again
-                const int row = min(k, nr - 1);
-                rows[k] = Whole ? stage + piece_range(r0, 0, 0).lead + row * row_bytes
-                                : stage + row * shape.row_stride + piece_range(r0, row, piece).lead;
-            }
-            const int first_block = piece * (shape.piece_cols / kBlockElems);
-            const int piece_blocks = min(int(cols / kBlockElems) - first_block, shape.piece_cols / kBlockElems);
-            if constexpr (kHasHalfDot<T>) {
-                dot_rows_half<T, R>(rows, piece_blocks, first_block, xh, run_sums, lane, acc);
-            } else {  // units of 8 (groups), fp32 products
-                const float4* lo = x_lo + first_block;
-                dot_rows<T, R>(rows, piece_blocks, lo, lo + cols / 8, lane, acc);
-            }
-            if (last_piece) {
-#pragma unroll
-                for (int k = 0; k < R; ++k) {
-                    const float sum = warp_sum(acc[k]) * scale;
-                    if (lane == k && k < nr) {
-                        float* o = P.out + r0 + k;
-                        *o = (P.accumulate ? *o : 0.0f) + sum + (P.bias ? P.bias[r0 + k] : 0.0f);
-                    }
-                }
-            }
-        }
-        __syncwarp();  // the stage is refilled in the next round
-        advance(tile, piece);
-        copy_s = s;
-        if (++s == kStages) {
-            s = 0;
-            parity ^= 1;
-        }
-    }
-}
 
 // One token, few wide rows (the down product of a small model: 896 rows of 4,864):
 // a block per row, each warp staging and decoding an eighth of it (whole quant
@@ -728,14 +361,6 @@ static int staged_rows_per_warp(const StagedParts& parts, int room, bool swiglu,
     return widest > 0 && blocks <= int64_t(kResidentPerSm) * sms ? 1 : widest;
 }
 
-static int device_attribute(cudaDeviceAttr attribute) {
-    int device = 0, value = 0;
-    ORCD_CUDA_CHECK(cudaGetDevice(&device));
-    ORCD_CUDA_CHECK(cudaDeviceGetAttribute(&value, attribute, device));
-    return value;
-}
-
-static int multiprocessors() { return device_attribute(cudaDevAttrMultiProcessorCount); }
 
 // Launches the staged kernel compiled for the types Ts (any type when empty) if
 // every part is of one of them.
@@ -782,110 +407,6 @@ static void launch_staged_r(StagedParts parts, int64_t cols, const MatvecIn& in,
     launch_staged_for<I, R, Swiglu>(parts, blocks, cols, in, stream);
 }
 
-// The streaming kernel for one large part (the output layer, or any product of
-// at least kStreamMinBytes), if two blocks fit on an SM with pieces of at
-// least 256 columns. Plain input when in.norm_w is null.
-constexpr int64_t kStreamMinRows = 32768;
-constexpr int64_t kStreamMinBytes = int64_t(16) << 20;
-
-static StreamShape stream_shape(TensorType type, int64_t piece_cols) {
-    const int bytes = int(gguf::row_bytes(type, uint64_t(piece_cols)));
-    return {int(piece_cols), bytes, (bytes + 32 + 15) / 16 * 16};  // 15 bytes of lead, 4 of over-read
-}
-static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape, int64_t cols, bool wide) {
-    const bool whole = shape.piece_cols == cols;
-    const size_t input = gguf::traits(type).block_size > 1 ? half_input_bytes(cols) : sizeof(float) * size_t(cols);
-    return size_t(stream_stages(whole, wide) * stream_warps(whole, wide) * R) * shape.row_stride + input;
-}
-
-// Rows per warp and the columns of a step. Whole rows: the most rows per warp
-// (4, 2, 1) that leave room for three blocks per SM, else one row per warp at
-// two (below kWidePiecesCols). Wider rows: one row per warp in the widest
-// pieces that leave room for two blocks, a multiple of 1,024 columns (a warp's
-// step for every type of dot_half.cuh: 1,280 left a step of 8 lanes in 32),
-// else of 256. R = 0 when
-// not even that fits. From the H200 runs of round 27: with the fp16 input the
-// decoding no longer bounds the products, so the bytes in flight matter more
-// than the rows per warp (which share the input's loads), and one row per warp
-// gives the wide products of few rows (4,096 x 14,336) four times the tiles.
-// Rows of kWidePiecesCols or more take their pieces in blocks of 16 warps
-// (round 29, one H200 call, pieces of 8 warps against 16 on rows of 11,008 and
-// 14,336: F16 and BF16 +4-5 points of the copy, F32 +2-4, Q8_0 +4-8 on 14,336,
-// the 4- to 6-bit types within +-2 on average; Q2_K's whole rows at two blocks
-// 28 -> 34 % as wide pieces; on rows of 4,096, F32's pieces lost 6 points with
-// 16 warps and Q8_0's whole rows at two blocks beat pieces by 5).
-// (The static shared memory and the 1 KB the system keeps per block count as
-// 2 KB.)
-struct StreamChoice {
-    int R;
-    StreamShape shape;
-    bool wide;  // pieces in blocks of 16 warps (stream_warps)
-};
-constexpr int64_t kWidePiecesCols = 8192;
-static StreamChoice choose_stream(TensorType type, int64_t cols) {
-    const size_t per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor));
-    const bool wide = cols >= kWidePiecesCols;
-    const auto fits = [&](int R, const StreamShape& shape, int blocks) {
-        return blocks * (stream_smem_bytes(type, R, shape, cols, wide) + 2048) <= per_sm;
-    };
-    const StreamShape whole = stream_shape(type, cols);
-    for (int R : {4, 2, 1})
-        if (fits(R, whole, 3)) return {R, whole, false};
-    if (!wide && fits(1, whole, 2)) return {1, whole, false};
-    for (int64_t piece = (cols - 1) / 1024 * 1024; piece >= 1024; piece -= 1024)
-        if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece), wide};
-    for (int64_t piece = (std::min<int64_t>(cols, 1024) - 1) / 256 * 256; piece >= 256; piece -= 256)
-        if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece), wide};
-    return {0, {}, false};
-}
-
-template <int R, TensorType T, bool Whole, bool Wide>
-static void launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, const StreamShape& shape,
-                          cudaStream_t stream) {
-    const auto kernel = matvec1_stream_kernel<R, T, Whole, Wide>;
-    static bool configured = [&] {
-        ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024));
-        return true;
-    }();
-    (void)configured;
-    const size_t smem = stream_smem_bytes(p.type, R, shape, cols, Wide);
-    constexpr int kWarps = stream_warps(Whole, Wide);
-    int per_sm = 0;
-    ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem));
-    // As many blocks as fit at once. (Fewer, so that each block had the same
-    // number of tiles, left SMs with four blocks and others with three: the
-    // product of 14,336 Q4_K rows got 25 % slower, round 27.)
-    const int64_t tiles = (p.rows + kWarps * R - 1) / (kWarps * R);
-    const unsigned blocks = unsigned(std::min<int64_t>(tiles, int64_t(std::max(1, per_sm)) * multiprocessors()));
-    launch_pdl(kernel, blocks, kWarps * 32, smem, stream, p, cols, in, shape);
-}
-
-static bool try_stream(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInput input, cudaStream_t stream) {
-    if (p.rows < kStreamMinRows && p.rows * p.row_bytes < kStreamMinBytes) return false;
-    if (input == MatvecInput::Plain) in.norm_w = nullptr;
-    bool launched = false;
-    const auto launch = [&]<TensorType T>() {
-        const StreamChoice c = choose_stream(T, cols);
-        const bool whole = c.shape.piece_cols == cols;
-        switch (c.R) {
-            case 4: launch_stream<4, T, true, false>(p, cols, in, c.shape, stream); break;
-            case 2: launch_stream<2, T, true, false>(p, cols, in, c.shape, stream); break;
-            case 1:
-                if (whole)
-                    launch_stream<1, T, true, false>(p, cols, in, c.shape, stream);
-                else if (c.wide)
-                    launch_stream<1, T, false, true>(p, cols, in, c.shape, stream);
-                else
-                    launch_stream<1, T, false, false>(p, cols, in, c.shape, stream);
-                break;
-            default: return;
-        }
-        launched = true;
-    };
-    dispatch_type(p.type, [&]<TensorType T>() { launch.template operator()<T>(); });
-    return launched;
-}
 
 template <MatvecInput I, bool Swiglu>
 static bool try_staged(const StagedParts& parts, int64_t cols, const MatvecIn& in, cudaStream_t stream) {
@@ -934,7 +455,7 @@ void launch_matvec1_parts(const std::vector<MatvecPart>& list, int64_t cols, Mat
         launch_matvec1_parts(std::vector<MatvecPart>(list.begin() + kMaxParts, list.end()), cols, input, in, stream);
         return;
     }
-    if (list.size() == 1 && try_stream(list[0], cols, in, input, stream)) return;
+    if (list.size() == 1 && launch_matvec1_streamed(list[0], cols, in, input, stream)) return;
     if (list.size() == 1 && input == MatvecInput::Plain && try_split(list[0], cols, in.x, stream)) return;
     StagedParts parts{};
     parts.count = int(list.size());
