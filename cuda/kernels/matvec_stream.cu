@@ -12,6 +12,7 @@
 #include "cuda_check.h"
 #include "kernels/bulk_copy.cuh"
 #include "kernels/dot_half.cuh"
+#include "kernels/dot_int.cuh"
 #include "kernels/kernels.h"
 #include "kernels/launch.cuh"
 #include "kernels/matvec_common.cuh"
@@ -145,6 +146,83 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
     }
 }
 
+// The streaming kernel's copy of the input in 16 bits (dot_int.cuh): x (times
+// norm_w for Norm) in chunks of 128, each scaled by 32767 / its largest
+// magnitude and rounded, as octets laid out as the fp16 copy's (swizzled_octet)
+// in natural order; then each chunk's scale (its largest magnitude / 32767) and
+// the exact sum of every run of 16. A warp takes chunks warp, warp + W, ...,
+// each lane four inputs of one, so x is read once; each warp's share of the
+// norm's sum of squares goes to ss_part. The caller synchronises before the
+// copy is read.
+constexpr int kIntChunk = 128;
+constexpr int64_t int_input_chunks(int64_t cols) { return (cols + kIntChunk - 1) / kIntChunk; }
+constexpr size_t int_input_bytes(int64_t cols) {  // octets, then the chunks' scales, then the runs' sums
+    return size_t(int_input_chunks(cols)) * (2 * kIntChunk + sizeof(float) + sizeof(int) * kIntChunk / 16);
+}
+
+template <MatvecInput I, int W>
+__device__ __forceinline__ void stage_input_int(const MatvecIn& in, int64_t cols, uint4* xq, float* chunk_scale,
+                                                int* run_sums, float* ss_part) {
+    const float4* x4 = reinterpret_cast<const float4*>(in.x);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int quads = int(cols / 4), chunks = int(int_input_chunks(cols));
+    float ss = 0.0f;
+    for (int c = warp; c < chunks; c += W) {
+        const int quad = c * (kIntChunk / 4) + lane;
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (quad < quads) {
+            v = x4[quad];
+            if constexpr (I == MatvecInput::Norm) {
+                ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+                const float4 w = __ldg(reinterpret_cast<const float4*>(in.norm_w) + quad);
+                v = make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
+            }
+        }
+        const float mx = warp_max(fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+        const float up = mx > 0.0f ? 32767.0f / mx : 0.0f;
+        const int i0 = __float2int_rn(v.x * up), i1 = __float2int_rn(v.y * up), i2 = __float2int_rn(v.z * up),
+                  i3 = __float2int_rn(v.w * up);
+        const uint2 words = make_uint2((uint32_t(i0) & 0xFFFFu) | (uint32_t(i1) << 16),
+                                       (uint32_t(i2) & 0xFFFFu) | (uint32_t(i3) << 16));
+        reinterpret_cast<uint2*>(xq + swizzled_octet(c * (kIntChunk / 8) + lane / 2))[lane & 1] = words;
+        int sum = i0 + i1 + i2 + i3;  // the run of 16: four lanes
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        if ((lane & 3) == 0) run_sums[c * (kIntChunk / 16) + lane / 4] = sum;
+        if (lane == 0) chunk_scale[c] = mx / 32767.0f;
+    }
+    if constexpr (I == MatvecInput::Norm) {
+        ss = warp_sum(ss);
+        if (lane == 0) ss_part[warp] = ss;
+    }
+}
+
+// acc[k] += x . row k as dot_rows_half, with the 16-bit input of stage_input_int:
+// each block's integer dot times its chunk's scale.
+template <TensorType T, int R>
+__device__ __forceinline__ void dot_rows_int(const uint8_t* const (&rows)[R], int blocks, int first_block,
+                                             const uint4* xq, const float* chunk_scale, const int* run_sums,
+                                             int lane, float (&acc)[R]) {
+    using L = HalfLayout<T>;
+    constexpr int kBlocksPerStep = 32 / L::kLanes, kOctets = L::kElems / 8;
+    const int part = lane % L::kLanes;
+    int b = lane / L::kLanes;
+    const int oa = (first_block + b) * kOctets + L::run_a(part), ob = (first_block + b) * kOctets + L::run_b(part);
+    const uint4 *xa0 = xq + swizzled_octet(oa), *xa1 = xq + (swizzled_octet(oa) ^ 1);
+    const uint4 *xb0 = xq + swizzled_octet(ob), *xb1 = xq + (swizzled_octet(ob) ^ 1);
+    const int *sa = run_sums + oa / 2, *sb = run_sums + ob / 2;
+    const float* scale = chunk_scale + oa / 16;  // a lane's two runs are in one chunk (16 octets)
+    int offset = b * L::kBlockBytes, step = 0;  // step: the octets from the lane's first block
+#pragma unroll 2
+    for (; b < blocks; b += kBlocksPerStep, offset += kBlocksPerStep * L::kBlockBytes, step += kBlocksPerStep * kOctets) {
+        const uint4 xa[2] = {xa0[step], xa1[step]}, xb[2] = {xb0[step], xb1[step]};
+        const int sum_a = sa[step / 2], sum_b = sb[step / 2];
+        const float s = scale[step / 16];
+#pragma unroll
+        for (int k = 0; k < R; ++k) acc[k] += s * dot_int<T>(rows[k] + offset, part, xa, xb, sum_a, sum_b);
+    }
+}
+
 // One token, one product of many rows (the output layer, a 7B model's FFN): as
 // many blocks as are resident at once, each looping over tiles of
 // stream_warps * R rows, with the input (normalised or plain) staged once per
@@ -236,12 +314,15 @@ __global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
             ++piece;
         }
     };
-    // Every stage is filled before the input is staged (with one stage fewer in
-    // flight, the DRAM idled while the blocks staged their input: round 30), then
-    // each is refilled as soon as it is decoded.
+    // The stages filled before the input is staged: all of them for the plain
+    // types, whose products are bound by their bytes (+3 points of the copy on
+    // the FFN shapes, round 30); one fewer for the others, which are bound by
+    // their decoding and start it sooner when fewer bytes come before their
+    // first row.
+    constexpr int kFirstStages = kHasHalfDot<T> ? kStages - 1 : kStages;
     int tile = blockIdx.x, copy_tile = tile;
     int piece = 0, copy_piece = 0;
-    for (int s = 0; s < kStages; ++s) {
+    for (int s = 0; s < kFirstStages; ++s) {
         copy_step(copy_tile, copy_piece, s);
         advance(copy_tile, copy_piece);
     }
@@ -251,7 +332,14 @@ __global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
     float* run_sums = reinterpret_cast<float*>(xh + half_input_octets(cols));
     const float4* x_lo = reinterpret_cast<const float4*>(input);  // the plain types' fp32 copy
     float up = 1.0f;
-    if constexpr (kHasHalfDot<T>) {
+    float* chunk_scale = reinterpret_cast<float*>(xh + int_input_chunks(cols) * (kIntChunk / 8));
+    int* int_sums = reinterpret_cast<int*>(chunk_scale + int_input_chunks(cols));
+    if constexpr (kHasIntDot<T>) {
+        if (in.norm_w)
+            stage_input_int<MatvecInput::Norm, W>(in, cols, xh, chunk_scale, int_sums, ss_part);
+        else
+            stage_input_int<MatvecInput::Plain, W>(in, cols, xh, chunk_scale, int_sums, ss_part);
+    } else if constexpr (kHasHalfDot<T>) {
         constexpr bool kSums = HalfLayout<T>::kSums;
         // Inputs held in registers while staged: one run per thread (rows up to 4,096)
         // for whole rows, whose kernels must stay small for four blocks per SM; four
@@ -268,10 +356,18 @@ __global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
     const float scale = up * (in.norm_w ? input_scale<MatvecInput::Norm, W>(in, cols, ss_part) : 1.0f);
     constexpr int kBlockElems = stream_unit<T>();
     float acc[R];
-    // This round's stage and the parity of its use.
-    int s = 0;
+    // This round's stage and the parity of its use; the copies go to the stage
+    // the round before used (in the first round, the one the prologue left empty,
+    // if any).
+    int s = 0, copy_s = kStages - 1;
     uint32_t parity = 0;
+    bool refill = kFirstStages < kStages;
     while (tile < tiles) {
+        if (refill) {
+            copy_step(copy_tile, copy_piece, copy_s);
+            advance(copy_tile, copy_piece);
+        }
+        refill = true;
         bulk_wait(&rows_in[s][warp], parity);
         const bool last_piece = Whole || piece + 1 == pieces;
         const int r0 = (tile * W + warp) * R;
@@ -290,7 +386,9 @@ __global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
             }
             const int first_block = piece * (shape.piece_cols / kBlockElems);
             const int piece_blocks = min(int(cols / kBlockElems) - first_block, shape.piece_cols / kBlockElems);
-            if constexpr (kHasHalfDot<T>) {
+            if constexpr (kHasIntDot<T>) {
+                dot_rows_int<T, R>(rows, piece_blocks, first_block, xh, chunk_scale, int_sums, lane, acc);
+            } else if constexpr (kHasHalfDot<T>) {
                 dot_rows_half<T, R>(rows, piece_blocks, first_block, xh, run_sums, lane, acc);
             } else {  // units of 8 (groups), fp32 products
                 const float4* lo = x_lo + first_block;
@@ -307,10 +405,9 @@ __global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
                 }
             }
         }
-        __syncwarp();  // every lane is done with the stage before it is refilled
-        copy_step(copy_tile, copy_piece, s);
-        advance(copy_tile, copy_piece);
+        __syncwarp();  // the stage is refilled in the next round
         advance(tile, piece);
+        copy_s = s;
         if (++s == kStages) {
             s = 0;
             parity ^= 1;
@@ -337,7 +434,9 @@ static StreamShape stream_shape(TensorType type, int64_t piece_cols) {
 }
 static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape, int64_t cols, bool wide) {
     const bool whole = shape.piece_cols == cols;
-    const size_t input = gguf::traits(type).block_size > 1 ? half_input_bytes(cols) : sizeof(float) * size_t(cols);
+    const size_t input = int_dot_type(type)                  ? int_input_bytes(cols)
+                         : gguf::traits(type).block_size > 1 ? half_input_bytes(cols)
+                                                             : sizeof(float) * size_t(cols);
     return size_t(stream_stages(whole, wide) * stream_warps(whole, wide) * R) * shape.row_stride + input;
 }
 

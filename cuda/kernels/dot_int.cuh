@@ -1,0 +1,184 @@
+// Integer dot products for the streamed one-token products (matvec_stream.cu):
+// the input in 16 bits, the quants as bytes, two products per dp2a with an
+// exact 32-bit sum. The fp16 forms of dot_half.cuh spend an HFMA2 and an HSUB2
+// on every two weights (the offset cannot come from the input's sums there:
+// fp16 sums of unsigned quants lose too much, bench/NOTES.md round 29); here the
+// offset and the minimums come from exact integer sums of the input, and Q8_0's
+// bytes are the dp2a operand as they are.
+//
+// Input (stage_input_int in matvec_stream.cu): each chunk of 128 inputs is
+// scaled by 32767 / its largest magnitude and rounded to int16 (an error of at
+// most 2^-16 of that magnitude, against fp16's 2^-12 of each value), in octets
+// of 8 laid out as dot_half.cuh's (swizzled_octet), natural order inside; with
+// the exact sum of every run of 16. A lane's runs are those of HalfLayout<T>,
+// inside one chunk, so the chunk's scale multiplies the block's result.
+//
+// Range: a run's sum of quant x input is at most 16 x 63 x 32767 (< 2^25), so
+// the 32-bit sums below cannot overflow, scales included (noted per type).
+#pragma once
+
+#include "kernels/dot_half.cuh"
+
+namespace orcd::cuda {
+
+// The types with an integer form; the others keep their fp16 one.
+constexpr bool int_dot_type(gguf::TensorType t) {
+    using TT = gguf::TensorType;
+    return t == TT::Q4_0 || t == TT::Q4_1 || t == TT::Q5_0 || t == TT::Q5_1 || t == TT::Q8_0 || t == TT::Q4_K ||
+           t == TT::Q5_K || t == TT::Q6_K;
+}
+template <TensorType T>
+constexpr bool kHasIntDot = int_dot_type(T);
+
+// acc + x.lo * q.byte0 + x.hi * q.byte1 (Hi: bytes 2 and 3); x two int16, q four
+// bytes, signed or unsigned.
+template <bool Hi, bool SignedQ>
+__device__ __forceinline__ int dp2a(uint32_t x, uint32_t q, int acc) {
+    int r;
+    if constexpr (Hi && SignedQ)
+        asm("dp2a.hi.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(x), "r"(q), "r"(acc));
+    else if constexpr (Hi)
+        asm("dp2a.hi.s32.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(x), "r"(q), "r"(acc));
+    else if constexpr (SignedQ)
+        asm("dp2a.lo.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(x), "r"(q), "r"(acc));
+    else
+        asm("dp2a.lo.s32.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(x), "r"(q), "r"(acc));
+    return r;
+}
+
+// acc + the run's 16 inputs (two octets) . its 16 quants (byte j of word k: quant 4k + j).
+template <bool SignedQ>
+__device__ __forceinline__ int run_dot(const uint32_t (&q)[4], const uint4 (&x)[2], int acc) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const uint4& o = x[k >> 1];
+        acc = dp2a<false, SignedQ>((k & 1) ? o.z : o.x, q[k], acc);
+        acc = dp2a<true, SignedQ>((k & 1) ? o.w : o.y, q[k], acc);
+    }
+    return acc;
+}
+
+// Q5_0 / Q5_1: bit e of qh (quants 4k..4k+3 of a run: bits 4k..4k+3 from `first`)
+// to bit 4 of each byte of word k.
+__device__ __forceinline__ uint32_t fifth_bits_of_word(uint32_t qh, int first) {
+    return (((qh >> first) & 15u) * 0x02040810u) & 0x10101010u;  // bit j to 4 + 8j
+}
+
+// The lane's 32 weights of the block at blk (part p) dotted with its runs'
+// inputs xa and xb (sa, sb: their exact sums), in units of the chunk's scale.
+template <TensorType T>
+__device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 (&xa)[2], const uint4 (&xb)[2],
+                                         int sa, int sb) {
+    using TT = TensorType;
+    if constexpr (T == TT::Q4_0 || T == TT::Q5_0) {
+        const float d = half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[0]);
+        uint32_t q[4], lo[4], hi[4];
+        load16_from2(blk + Decode<T>::kBytes - 16, q);  // qs: the block's last 16 bytes
+        if constexpr (T == TT::Q4_0) {
+            // B's nibbles in place (16 q): 16 (a - 8 sa) + (b - 128 sb) < 2^28.
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                lo[k] = q[k] & 0x0F0F0F0Fu;
+                hi[k] = q[k] & 0xF0F0F0F0u;
+            }
+            const int a = run_dot<false>(lo, xa, 0), b = run_dot<false>(hi, xb, 0);
+            return d * 0.0625f * float(16 * a + b - 128 * (sa + sb));
+        } else {
+            const uint32_t qh = load4_from2(blk + 2);
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                lo[k] = mask_or<0x0F0F0F0Fu>(q[k], fifth_bits_of_word(qh, 4 * k));
+                hi[k] = mask_or<0x0F0F0F0Fu>(q[k] >> 4, fifth_bits_of_word(qh, 16 + 4 * k));
+            }
+            return d * float(run_dot<false>(hi, xb, run_dot<false>(lo, xa, 0)) - 16 * (sa + sb));
+        }
+    } else if constexpr (T == TT::Q4_1 || T == TT::Q5_1) {
+        // d and m, then (Q5_1) qh, then qs: 4-byte aligned (blocks of 20 and 24 bytes).
+        const uint32_t dm = *reinterpret_cast<const uint32_t*>(blk);
+        uint32_t q[4], lo[4], hi[4];
+        load16_from4(blk + Decode<T>::kBytes - 16, q);
+        const float d = half_bits_to_float(uint16_t(dm)), m = half_bits_to_float(uint16_t(dm >> 16));
+        if constexpr (T == TT::Q4_1) {
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                lo[k] = q[k] & 0x0F0F0F0Fu;
+                hi[k] = q[k] & 0xF0F0F0F0u;
+            }
+            const int a = run_dot<false>(lo, xa, 0), b = run_dot<false>(hi, xb, 0);
+            return d * 0.0625f * float(16 * a + b) + m * float(sa + sb);
+        } else {
+            const uint32_t qh = reinterpret_cast<const uint32_t*>(blk)[1];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                lo[k] = mask_or<0x0F0F0F0Fu>(q[k], fifth_bits_of_word(qh, 4 * k));
+                hi[k] = mask_or<0x0F0F0F0Fu>(q[k] >> 4, fifth_bits_of_word(qh, 16 + 4 * k));
+            }
+            return d * float(run_dot<false>(hi, xb, run_dot<false>(lo, xa, 0))) + m * float(sa + sb);
+        }
+    } else if constexpr (T == TT::Q8_0) {
+        const float d = half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[0]);
+        uint32_t qa[4], qb[4];
+        load16_from2(blk + 2, qa);
+        load16_from2(blk + 18, qb);
+        return d * float(run_dot<true>(qb, xb, run_dot<true>(qa, xa, 0)));
+    } else if constexpr (T == TT::Q4_K || T == TT::Q5_K) {
+        // As dot_half.cuh: chunk c (sub-blocks 2c: A, low nibbles; 2c + 1: B), half h
+        // of its 32 quant bytes; both 6-bit scales and minimums of the pair at once.
+        // sc a + sc b < 2 x 63 x 16 x 31 x 32767 < 2^31.
+        const int c = p & 3, h = p >> 2;
+        const uint4 head = *reinterpret_cast<const uint4*>(blk);  // d, dmin, scales[0..11]
+        const int shift = 16 * (c & 1);
+        const uint32_t s_lo = head.y >> shift, s_mid = head.z >> shift, s_hi = head.w >> shift;
+        const uint32_t sc = c < 2 ? s_lo & 0x3F3Fu : (s_hi & 0x0F0Fu) | ((s_lo >> 2) & 0x3030u);
+        const uint32_t mn = c < 2 ? s_mid & 0x3F3Fu : ((s_hi >> 4) & 0x0F0Fu) | ((s_mid >> 2) & 0x3030u);
+        constexpr int kQs = T == TT::Q5_K ? 48 : 16;  // after d, dmin, scales (and qh)
+        const uint4 qv = *reinterpret_cast<const uint4*>(blk + kQs + 32 * c + 16 * h);
+        const uint32_t q[4] = {qv.x, qv.y, qv.z, qv.w};
+        uint32_t lo[4], hi[4];
+        if constexpr (T == TT::Q5_K) {
+            // The fifth bit of element 32 hi + l of the chunk: bit 2c + hi of qh[l].
+            const uint4 hv = *reinterpret_cast<const uint4*>(blk + 16 + 16 * h);
+            const uint32_t qh[4] = {hv.x, hv.y, hv.z, hv.w};
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                const uint32_t t = qh[k] >> (2 * c);  // A's bit at bit 0 of each byte, B's at bit 1
+                lo[k] = mask_or<0x0F0F0F0Fu>(q[k], (t << 4) & 0x10101010u);
+                hi[k] = mask_or<0x0F0F0F0Fu>(q[k] >> 4, (t << 3) & 0x10101010u);
+            }
+        } else {
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                lo[k] = q[k] & 0x0F0F0F0Fu;
+                hi[k] = (q[k] >> 4) & 0x0F0F0F0Fu;
+            }
+        }
+        const int a = run_dot<false>(lo, xa, 0), b = run_dot<false>(hi, xb, 0);
+        const int scaled = int(sc & 255) * a + int(sc >> 8) * b, mins = int(mn & 255) * sa + int(mn >> 8) * sb;
+        const float d = half_bits_to_float(uint16_t(head.x)), dmin = half_bits_to_float(uint16_t(head.x >> 16));
+        return d * float(scaled) - dmin * float(mins);
+    } else if constexpr (T == TT::Q6_K) {
+        // As dot_half.cuh: quarters k0 (A: low nibbles of ql) and k0 + 2 (B) of half h,
+        // elements 16j..16j+15 of each; the top two bits from qh at bits 2k, moved
+        // to bits 4-5 of each byte. Less the offset 32 from the sums, each run times
+        // its int8 scale in fp32 (in int32 two runs could reach 2^31).
+        const auto* b = reinterpret_cast<const quant::block_q6_k*>(blk);
+        const int j = p & 1, k0 = (p >> 1) & 1, h = p >> 2;
+        uint32_t q[4], qh[4], lo[4], hi[4];
+        load16_from2(b->ql + 64 * h + 32 * k0 + 16 * j, q);
+        load16_from2(b->qh + 32 * h + 16 * j, qh);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const uint32_t t = qh[k] >> (2 * k0);  // A's two bits at bits 0-1 of each byte, B's at 4-5
+            lo[k] = mask_or<0x0F0F0F0Fu>(q[k], (t << 4) & 0x30303030u);
+            hi[k] = mask_or<0x0F0F0F0Fu>(q[k] >> 4, t & 0x30303030u);
+        }
+        const int a = run_dot<false>(lo, xa, 0) - 32 * sa, bb = run_dot<false>(hi, xb, 0) - 32 * sb;
+        const int s = 8 * h + j + 2 * k0;
+        return half_bits_to_float(b->d) * (float(b->scales[s]) * float(a) + float(b->scales[s + 4]) * float(bb));
+    } else {
+        static_assert(kHasIntDot<T>, "no integer form for this type");
+        return 0.0f;
+    }
+}
+
+}  // namespace orcd::cuda
