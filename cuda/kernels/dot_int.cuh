@@ -1,10 +1,11 @@
 // Integer dot products for the streamed one-token products (matvec_stream.cu):
 // the input in 16 bits, the quants as bytes, two products per dp2a with an
-// exact 32-bit sum. The fp16 forms of dot_half.cuh spend an HFMA2 and an HSUB2
-// on every two weights (the offset cannot come from the input's sums there:
-// fp16 sums of unsigned quants lose too much, bench/NOTES.md round 29); here the
-// offset and the minimums come from exact integer sums of the input, and Q8_0's
-// bytes are the dp2a operand as they are.
+// exact 32-bit sum. The fp16 forms of dot_half.cuh spend an HFMA2 and, for the
+// types with an offset, an HSUB2 on every two weights, and place the upper bits
+// of 3-, 5- and 6-bit quants in each half apart (the offset cannot come from
+// the input's sums there: fp16 sums of unsigned quants lose too much,
+// bench/NOTES.md round 29). Here the offsets and the minimums come from exact
+// integer sums of the input, and the upper bits go to four bytes at once.
 //
 // Input (stage_input_int in matvec_stream.cu): each chunk of 128 inputs is
 // scaled by 32767 / its largest magnitude and rounded to int16 (an error of at
@@ -21,11 +22,15 @@
 
 namespace orcd::cuda {
 
-// The types with an integer form; the others keep their fp16 one.
+// The types that take an integer form: those whose fp16 form spends the most
+// on each weight besides its product (a fifth or third bit, an offset). Q4_0,
+// Q4_1 and Q8_0 keep their fp16 forms, which are one or two instructions per
+// weight: their integer ones were 2-4 points of the copy slower on every shape
+// (bench/NOTES.md, round 30). IQ4's lookups cost as much either way.
 constexpr bool int_dot_type(gguf::TensorType t) {
     using TT = gguf::TensorType;
-    return t == TT::Q4_0 || t == TT::Q4_1 || t == TT::Q5_0 || t == TT::Q5_1 || t == TT::Q8_0 || t == TT::Q4_K ||
-           t == TT::Q5_K || t == TT::Q6_K;
+    return t == TT::Q5_0 || t == TT::Q5_1 || t == TT::Q2_K || t == TT::Q3_K || t == TT::Q4_K || t == TT::Q5_K ||
+           t == TT::Q6_K;
 }
 template <TensorType T>
 constexpr bool kHasIntDot = int_dot_type(T);
@@ -70,57 +75,72 @@ template <TensorType T>
 __device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 (&xa)[2], const uint4 (&xb)[2],
                                          int sa, int sb) {
     using TT = TensorType;
-    if constexpr (T == TT::Q4_0 || T == TT::Q5_0) {
+    if constexpr (T == TT::Q5_0 || T == TT::Q5_1) {
+        // Q5_0: d, qh, qs (blocks of 22, 2-byte aligned); Q5_1: d, m, qh, qs (24, 4-byte aligned).
+        uint32_t q[4], lo[4], hi[4], qh;
+        if constexpr (T == TT::Q5_0) {
+            load16_from2(blk + 6, q);
+            qh = load4_from2(blk + 2);
+        } else {
+            load16_from4(blk + 8, q);
+            qh = reinterpret_cast<const uint32_t*>(blk)[1];
+        }
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            lo[k] = mask_or<0x0F0F0F0Fu>(q[k], fifth_bits_of_word(qh, 4 * k));
+            hi[k] = mask_or<0x0F0F0F0Fu>(q[k] >> 4, fifth_bits_of_word(qh, 16 + 4 * k));
+        }
+        const int dot = run_dot<false>(hi, xb, run_dot<false>(lo, xa, 0));
         const float d = half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[0]);
+        if constexpr (T == TT::Q5_0) return d * float(dot - 16 * (sa + sb));  // x = d (q - 16)
+        return d * float(dot) + half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[1]) * float(sa + sb);
+    } else if constexpr (T == TT::Q2_K || T == TT::Q3_K) {
+        // As dot_half.cuh: half h, bytes 16i..16i+15 of its 32, planes 2j (A) and
+        // 2j + 1 (B), each plane of 16 with its own scale.
+        const int h = p >> 2, i = (p >> 1) & 1, j = p & 1;
         uint32_t q[4], lo[4], hi[4];
-        load16_from2(blk + Decode<T>::kBytes - 16, q);  // qs: the block's last 16 bytes
-        if constexpr (T == TT::Q4_0) {
-            // B's nibbles in place (16 q): 16 (a - 8 sa) + (b - 128 sb) < 2^28.
+        if constexpr (T == TT::Q2_K)
+            load16_from4(blk + 16 + 32 * h + 16 * i, q);
+        else
+            load16_from2(blk + 32 + 32 * h + 16 * i, q);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) q[k] >>= 4 * j;  // A's plane to bits 0-1 of each byte, B's to 2-3
+        if constexpr (T == TT::Q2_K) {
+            // B's quants left at 4 q: 4 scA a + scB b < 2 x 15 x 12 x 2^19.
 #pragma unroll
             for (int k = 0; k < 4; ++k) {
-                lo[k] = q[k] & 0x0F0F0F0Fu;
-                hi[k] = q[k] & 0xF0F0F0F0u;
+                lo[k] = q[k] & 0x03030303u;
+                hi[k] = q[k] & 0x0C0C0C0Cu;
             }
             const int a = run_dot<false>(lo, xa, 0), b = run_dot<false>(hi, xb, 0);
-            return d * 0.0625f * float(16 * a + b - 128 * (sa + sb));
+            // scales[8h + 4j + i] (A) and [.. + 2] (B): the scale in the low nibble, the minimum in the high one.
+            const uint32_t sm = *reinterpret_cast<const uint32_t*>(blk + 8 * h + 4 * j) >> (8 * i);
+            const uint32_t dd = *reinterpret_cast<const uint32_t*>(blk + 80);  // d, dmin
+            const int scaled = 4 * int(sm & 15) * a + int((sm >> 16) & 15) * b;
+            const int mins = int((sm >> 4) & 15) * sa + int((sm >> 20) & 15) * sb;
+            return 0.25f * half_bits_to_float(uint16_t(dd)) * float(scaled) -
+                   half_bits_to_float(uint16_t(dd >> 16)) * float(mins);
         } else {
-            const uint32_t qh = load4_from2(blk + 2);
+            // The third bit: hmask[l] at bit 4h + 2j (A) and + 1 (B), to bit 2 of each
+            // byte; set: +0, clear: -4 (the offset 4 from the sums). Scales of 6 bits
+            // less 32: |sc (a - 4 sa)| <= 32 x 4 x 2^19 for each run.
+            uint32_t hm[4];
+            load16_from2(blk + 16 * i, hm);
 #pragma unroll
             for (int k = 0; k < 4; ++k) {
-                lo[k] = mask_or<0x0F0F0F0Fu>(q[k], fifth_bits_of_word(qh, 4 * k));
-                hi[k] = mask_or<0x0F0F0F0Fu>(q[k] >> 4, fifth_bits_of_word(qh, 16 + 4 * k));
+                const uint32_t t = hm[k] >> (4 * h + 2 * j);  // A's bit at bit 0 of each byte, B's at bit 1
+                lo[k] = mask_or<0x03030303u>(q[k], (t << 2) & 0x04040404u);
+                hi[k] = mask_or<0x03030303u>(q[k] >> 2, (t << 1) & 0x04040404u);
             }
-            return d * float(run_dot<false>(hi, xb, run_dot<false>(lo, xa, 0)) - 16 * (sa + sb));
+            const int a = run_dot<false>(lo, xa, 0) - 4 * sa, b = run_dot<false>(hi, xb, 0) - 4 * sb;
+            // Scale s = 8h + 4j + i (A), s + 2 (B): the low 4 bits in nibble h of
+            // scales[s % 8], the high 2 in scales[8 + s % 4] at 2 (s / 4).
+            const uint32_t slo = load4_from2(blk + 96 + 4 * j) >> (8 * i + 4 * h);
+            const uint32_t shi = load4_from2(blk + 104) >> (8 * i + 4 * h + 2 * j);
+            const uint32_t sc = (slo & 0x000F000Fu) | ((shi << 4) & 0x00300030u);  // A's in bits 0-5, B's in 16-21
+            const int scaled = (int(sc & 63) - 32) * a + (int(sc >> 16) - 32) * b;
+            return half_bits_to_float(*reinterpret_cast<const uint16_t*>(blk + 108)) * float(scaled);
         }
-    } else if constexpr (T == TT::Q4_1 || T == TT::Q5_1) {
-        // d and m, then (Q5_1) qh, then qs: 4-byte aligned (blocks of 20 and 24 bytes).
-        const uint32_t dm = *reinterpret_cast<const uint32_t*>(blk);
-        uint32_t q[4], lo[4], hi[4];
-        load16_from4(blk + Decode<T>::kBytes - 16, q);
-        const float d = half_bits_to_float(uint16_t(dm)), m = half_bits_to_float(uint16_t(dm >> 16));
-        if constexpr (T == TT::Q4_1) {
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                lo[k] = q[k] & 0x0F0F0F0Fu;
-                hi[k] = q[k] & 0xF0F0F0F0u;
-            }
-            const int a = run_dot<false>(lo, xa, 0), b = run_dot<false>(hi, xb, 0);
-            return d * 0.0625f * float(16 * a + b) + m * float(sa + sb);
-        } else {
-            const uint32_t qh = reinterpret_cast<const uint32_t*>(blk)[1];
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                lo[k] = mask_or<0x0F0F0F0Fu>(q[k], fifth_bits_of_word(qh, 4 * k));
-                hi[k] = mask_or<0x0F0F0F0Fu>(q[k] >> 4, fifth_bits_of_word(qh, 16 + 4 * k));
-            }
-            return d * float(run_dot<false>(hi, xb, run_dot<false>(lo, xa, 0))) + m * float(sa + sb);
-        }
-    } else if constexpr (T == TT::Q8_0) {
-        const float d = half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[0]);
-        uint32_t qa[4], qb[4];
-        load16_from2(blk + 2, qa);
-        load16_from2(blk + 18, qb);
-        return d * float(run_dot<true>(qb, xb, run_dot<true>(qa, xa, 0)));
     } else if constexpr (T == TT::Q4_K || T == TT::Q5_K) {
         // As dot_half.cuh: chunk c (sub-blocks 2c: A, low nibbles; 2c + 1: B), half h
         // of its 32 quant bytes; both 6-bit scales and minimums of the pair at once.
