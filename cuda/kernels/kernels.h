@@ -52,8 +52,9 @@ MatvecPart matvec_part(const Weight& w, float* out, const float* bias, bool accu
 void launch_matvec1_parts(const std::vector<MatvecPart>& parts, int64_t cols, MatvecInput input, const MatvecIn& in,
                           cudaStream_t stream);
 // Whether launch_matvec1_parts streams a lone part of these rows
-// (matvec_stream.cu; the quantised types then round the input to fp16).
-bool matvec1_streamed(int64_t rows, int64_t row_bytes);
+// (matvec_stream.cu; the quantised types then round the input to fp16 or to
+// 16-bit integers).
+bool matvec1_streamed(gguf::TensorType type, int64_t rows, int64_t row_bytes);
 // The streamed product of one part, if it is one of those (else nothing is launched).
 bool launch_matvec1_streamed(const MatvecPart& part, int64_t cols, MatvecIn in, MatvecInput input,
                              cudaStream_t stream);

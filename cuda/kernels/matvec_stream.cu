@@ -7,7 +7,6 @@
 // rounds 21-30.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 #include "cuda_check.h"
 #include "kernels/bulk_copy.cuh"
@@ -431,16 +430,17 @@ __global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
 }
 
 // The products that are streamed: the output layer, or any product of at least
-// kStreamMinBytes.
+// kStreamMinBytes, or kStreamMinBytesDecoded for the types whose decoding costs
+// the most (all quantised ones but Q8_0): from 5 MB they beat the staged kernel's
+// fp32 forms by up to 10 points of the copy (Q4_K 8960 x 1536 20 -> 30 %), while
+// Q8_0 lost up to 6 points below 16 MB (round 30).
 constexpr int64_t kStreamMinRows = 32768;
 constexpr int64_t kStreamMinBytes = int64_t(16) << 20;
+constexpr int64_t kStreamMinBytesDecoded = int64_t(5) << 20;
 
-bool matvec1_streamed(int64_t rows, int64_t row_bytes) {
-    static const int64_t min_bytes = [] {  // TEMPORARY: measuring the threshold
-        const char* e = std::getenv("ORCD_STREAM_MIN_BYTES");
-        return e ? int64_t(std::atoll(e)) : kStreamMinBytes;
-    }();
-    return rows >= kStreamMinRows || rows * row_bytes >= min_bytes;
+bool matvec1_streamed(TensorType type, int64_t rows, int64_t row_bytes) {
+    const bool decoded = gguf::traits(type).block_size > 1 && type != TensorType::Q8_0;
+    return rows >= kStreamMinRows || rows * row_bytes >= (decoded ? kStreamMinBytesDecoded : kStreamMinBytes);
 }
 
 static StreamShape stream_shape(TensorType type, int64_t piece_cols) {
@@ -520,7 +520,7 @@ static void launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in,
 
 bool launch_matvec1_streamed(const MatvecPart& p, int64_t cols, MatvecIn in, MatvecInput input,
                              cudaStream_t stream) {
-    if (!matvec1_streamed(p.rows, p.row_bytes)) return false;
+    if (!matvec1_streamed(p.type, p.rows, p.row_bytes)) return false;
     if (input == MatvecInput::Plain) in.norm_w = nullptr;
     bool launched = false;
     const auto launch = [&]<TensorType T>() {
