@@ -11,14 +11,17 @@
 // scaled by 32767 / its largest magnitude and rounded to int16 (an error of at
 // most 2^-16 of that magnitude, against fp16's 2^-12 of each value), in octets
 // of 8 laid out as dot_half.cuh's (swizzled_octet), natural order inside; with
-// the exact sum of every run of 16. A lane's runs are those of HalfLayout<T>,
+// the exact sum of every run of 16. A lane's runs are those of LaneLayout<T>,
 // inside one chunk, so the chunk's scale multiplies the block's result.
 //
 // Range: a run's sum of quant x input is at most 16 x 63 x 32767 (< 2^25), so
 // the 32-bit sums below cannot overflow, scales included (noted per type).
 #pragma once
 
-#include "kernels/dot_half.cuh"
+#include "kernels/bit_ops.cuh"
+#include "kernels/dequant.cuh"
+#include "kernels/lane_layout.cuh"
+#include "kernels/smem_loads.cuh"
 
 namespace orcd::cuda {
 
@@ -26,14 +29,24 @@ namespace orcd::cuda {
 // on each weight besides its product (a fifth or third bit, an offset). Q4_0,
 // Q4_1 and Q8_0 keep their fp16 forms, which are one or two instructions per
 // weight: their integer ones were 2-4 points of the copy slower on every shape
-// (bench/NOTES.md, round 30). IQ4's lookups cost as much either way.
+// (bench/NOTES.md, round 30).
 constexpr bool int_dot_type(gguf::TensorType t) {
     using TT = gguf::TensorType;
     return t == TT::Q5_0 || t == TT::Q5_1 || t == TT::Q2_K || t == TT::Q3_K || t == TT::Q4_K || t == TT::Q5_K ||
-           t == TT::Q6_K;
+           t == TT::Q6_K || t == TT::IQ4_NL || t == TT::IQ4_XS;
 }
 template <TensorType T>
 constexpr bool kHasIntDot = int_dot_type(T);
+// IQ4 takes its input in pairs (element j, element j + 16) of each block of 32,
+// so that one byte permute yields the grid values of both runs' quants of a
+// byte pair for one dp2a (stage_input_int's Paired layout); the others in order.
+template <TensorType T>
+constexpr bool kPairedIntInput = T == TensorType::IQ4_NL || T == TensorType::IQ4_XS;
+
+// The IQ4 grid as signed bytes, entries 0-3, 4-7, 8-11 and 12-15 (in constant
+// memory, not immediates, so that the words stay in registers across the loop
+// instead of being rebuilt at every use).
+static __constant__ uint32_t kIq4GridBytes[4] = {0xBFAD9881u, 0xF6EADDCFu, 0x26190D01u, 0x71594535u};
 
 // acc + x.lo * q.byte0 + x.hi * q.byte1 (Hi: bytes 2 and 3); x two int16, q four
 // bytes, signed or unsigned.
@@ -95,7 +108,7 @@ __device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 
         if constexpr (T == TT::Q5_0) return d * float(dot - 16 * (sa + sb));  // x = d (q - 16)
         return d * float(dot) + half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[1]) * float(sa + sb);
     } else if constexpr (T == TT::Q2_K || T == TT::Q3_K) {
-        // As dot_half.cuh: half h, bytes 16i..16i+15 of its 32, planes 2j (A) and
+        // LaneLayout: half h, bytes 16i..16i+15 of its 32, planes 2j (A) and
         // 2j + 1 (B), each plane of 16 with its own scale.
         const int h = p >> 2, i = (p >> 1) & 1, j = p & 1;
         uint32_t q[4], lo[4], hi[4];
@@ -142,7 +155,7 @@ __device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 
             return half_bits_to_float(*reinterpret_cast<const uint16_t*>(blk + 108)) * float(scaled);
         }
     } else if constexpr (T == TT::Q4_K || T == TT::Q5_K) {
-        // As dot_half.cuh: chunk c (sub-blocks 2c: A, low nibbles; 2c + 1: B), half h
+        // LaneLayout: chunk c (sub-blocks 2c: A, low nibbles; 2c + 1: B), half h
         // of its 32 quant bytes; both 6-bit scales and minimums of the pair at once.
         // sc a + sc b < 2 x 63 x 16 x 31 x 32767 < 2^31.
         const int c = p & 3, h = p >> 2;
@@ -177,7 +190,7 @@ __device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 
         const float d = half_bits_to_float(uint16_t(head.x)), dmin = half_bits_to_float(uint16_t(head.x >> 16));
         return d * float(scaled) - dmin * float(mins);
     } else if constexpr (T == TT::Q6_K) {
-        // As dot_half.cuh: quarters k0 (A: low nibbles of ql) and k0 + 2 (B) of half h,
+        // LaneLayout: quarters k0 (A: low nibbles of ql) and k0 + 2 (B) of half h,
         // elements 16j..16j+15 of each; the top two bits from qh at bits 2k, moved
         // to bits 4-5 of each byte. Less the offset 32 from the sums, each run times
         // its int8 scale in fp32 (in int32 two runs could reach 2^31).
@@ -195,6 +208,44 @@ __device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 
         const int a = run_dot<false>(lo, xa, 0) - 32 * sa, bb = run_dot<false>(hi, xb, 0) - 32 * sb;
         const int s = 8 * h + j + 2 * k0;
         return half_bits_to_float(b->d) * (float(b->scales[s]) * float(a) + float(b->scales[s + 4]) * float(bb));
+    } else if constexpr (T == TT::IQ4_NL || T == TT::IQ4_XS) {
+        // Word w of the paired input: elements w and w + 16 of the block (xa: w < 8).
+        // q's nibbles from the bottom are A0 B0 A1 B1 ...: a permute with q's low
+        // three bits looks up four of them in each half of the grid, and one with
+        // bit 3 picks the half, giving the bytes A0 B0 A1 B1 (then, from q >> 16, A2 B2 A3 B3).
+        uint32_t q[4];
+        float d;
+        if constexpr (T == TT::IQ4_NL) {
+            d = half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[0]);
+            load16_from2(blk + 2, q);
+        } else {
+            // d, scales_h, scales_l, then sub-block p's 16 bytes at 8 + 16p (8-byte
+            // aligned blocks of 136). Scale: nibble p of scales_l, bits 2p of scales_h.
+            const uint2 head = *reinterpret_cast<const uint2*>(blk);
+            const uint2 lo = *reinterpret_cast<const uint2*>(blk + 8 + 16 * p),
+                        hi = *reinterpret_cast<const uint2*>(blk + 16 + 16 * p);
+            q[0] = lo.x, q[1] = lo.y, q[2] = hi.x, q[3] = hi.y;
+            const int ls = int(((head.y >> (4 * p)) & 15u) | ((head.x >> (16 + 2 * p)) & 3u) << 4);
+            d = half_bits_to_float(uint16_t(head.x)) * float(ls - 32);
+        }
+        const uint32_t* grid = kIq4GridBytes;
+        int acc = 0;
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const uint32_t entry = q[k] & 0x77777777u;
+            // Nibble i of a half-picking selector: i, or 4 + i from the upper half.
+            const uint32_t pick = mask_or<0x44444444u>(q[k] >> 1, 0x32103210u);
+#pragma unroll
+            for (int s = 0; s < 2; ++s) {
+                const uint32_t e = entry >> (16 * s), sel = pick >> (16 * s);
+                const uint32_t v = permute_bytes(permute_bytes(grid[0], grid[1], e), permute_bytes(grid[2], grid[3], e), sel);
+                const int w = 4 * k + 2 * s;  // words w and w + 1 of the pairs
+                const uint4& o = w < 8 ? xa[w >> 2] : xb[(w - 8) >> 2];
+                acc = dp2a<false, true>((w & 2) ? o.z : o.x, v, acc);
+                acc = dp2a<true, true>((w & 2) ? o.w : o.y, v, acc);
+            }
+        }
+        return d * float(acc);
     } else {
         static_assert(kHasIntDot<T>, "no integer form for this type");
         return 0.0f;

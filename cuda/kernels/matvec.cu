@@ -50,6 +50,9 @@
 // per warp (round 27). Every quantised type has its fp16 form (round 28); the
 // plain types are streamed on an fp32 input, and rows of 8,192 columns or more
 // in pieces of 16-warp blocks (round 29).
+// v11: the streaming kernel in matvec_stream.cu; integer forms (dot_int.cuh:
+// 16-bit input, dp2a, exact sums) for the types whose fp16 forms spent the
+// most per weight; products of 5 MB or more streamed for those (round 30).
 #include <cuda_pipeline.h>
 
 #include <algorithm>

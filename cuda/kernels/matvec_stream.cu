@@ -2,11 +2,13 @@
 // for the staged kernels of matvec.cu (an output layer, a 7B model's FFN). As
 // many blocks as are resident at once loop over tiles of rows, copying the
 // next steps' rows into shared memory (bulk copies) while they decode the
-// current ones, on an fp16 copy of the input (dot_half.cuh) or, for the plain
-// types, an fp32 one (dot_group.cuh). History and measurements: bench/NOTES.md,
-// rounds 21-30.
+// current ones, on a 16-bit integer copy of the input (dot_int.cuh: the types
+// whose decoding costs the most), an fp16 one (dot_half.cuh: Q4_0, Q4_1, Q8_0)
+// or, for the plain types, an fp32 one (dot_group.cuh). History and
+// measurements: bench/NOTES.md, rounds 21-30.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "cuda_check.h"
 #include "kernels/bulk_copy.cuh"
@@ -127,7 +129,7 @@ __device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t co
 template <TensorType T, int R>
 __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], int blocks, int first_block,
                                               const uint4* xh, const float* run_sums, int lane, float (&acc)[R]) {
-    using L = HalfLayout<T>;
+    using L = LaneLayout<T>;
     constexpr int kBlocksPerStep = 32 / L::kLanes, kOctets = L::kElems / 8;
     const int part = lane % L::kLanes;
     int b = lane / L::kLanes;
@@ -148,7 +150,8 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 // The streaming kernel's copy of the input in 16 bits (dot_int.cuh): x (times
 // norm_w for Norm) in chunks of 128, each scaled by 32767 / its largest
 // magnitude and rounded, as octets laid out as the fp16 copy's (swizzled_octet)
-// in natural order; then each chunk's scale (its largest magnitude / 32767) and
+// in natural order (Paired: in pairs of elements j and j + 16 of each block of
+// 32, dot_int.cuh); then each chunk's scale (its largest magnitude / 32767) and
 // the exact sum of every run of 16. A warp takes chunks warp, warp + W, ...,
 // each lane four inputs of one, so x is read once; each warp's share of the
 // norm's sum of squares goes to ss_part. The caller synchronises before the
@@ -159,7 +162,7 @@ constexpr size_t int_input_bytes(int64_t cols) {  // octets, then the chunks' sc
     return size_t(int_input_chunks(cols)) * (2 * kIntChunk + sizeof(float) + sizeof(int) * kIntChunk / 16);
 }
 
-template <MatvecInput I, int W>
+template <MatvecInput I, int W, bool Paired>
 __device__ __forceinline__ void stage_input_int(const MatvecIn& in, int64_t cols, uint4* xq, float* chunk_scale,
                                                 int* run_sums, float* ss_part) {
     // Up to kHeld chunks per warp are loaded before the first is converted (one
@@ -188,9 +191,20 @@ __device__ __forceinline__ void stage_input_int(const MatvecIn& in, int64_t cols
         const float up = mx > 0.0f ? 32767.0f / mx : 0.0f;
         const int i0 = __float2int_rn(v.x * up), i1 = __float2int_rn(v.y * up), i2 = __float2int_rn(v.z * up),
                   i3 = __float2int_rn(v.w * up);
-        const uint2 words = make_uint2((uint32_t(i0) & 0xFFFFu) | (uint32_t(i1) << 16),
-                                       (uint32_t(i2) & 0xFFFFu) | (uint32_t(i3) << 16));
-        reinterpret_cast<uint2*>(xq + swizzled_octet(c * (kIntChunk / 8) + lane / 2))[lane & 1] = words;
+        if constexpr (Paired) {
+            // Lanes 4-7 of each eight hold elements 16-31 of a block of 32: their
+            // values go to lanes 0-3 as the upper halves of the pairs.
+            const int p0 = __shfl_xor_sync(0xffffffffu, i0, 4), p1 = __shfl_xor_sync(0xffffffffu, i1, 4),
+                      p2 = __shfl_xor_sync(0xffffffffu, i2, 4), p3 = __shfl_xor_sync(0xffffffffu, i3, 4);
+            if ((lane & 4) == 0)
+                xq[swizzled_octet(c * (kIntChunk / 8) + (lane >> 3) * 4 + (lane & 3))] =
+                    make_uint4((uint32_t(i0) & 0xFFFFu) | (uint32_t(p0) << 16), (uint32_t(i1) & 0xFFFFu) | (uint32_t(p1) << 16),
+                               (uint32_t(i2) & 0xFFFFu) | (uint32_t(p2) << 16), (uint32_t(i3) & 0xFFFFu) | (uint32_t(p3) << 16));
+        } else {
+            const uint2 words = make_uint2((uint32_t(i0) & 0xFFFFu) | (uint32_t(i1) << 16),
+                                           (uint32_t(i2) & 0xFFFFu) | (uint32_t(i3) << 16));
+            reinterpret_cast<uint2*>(xq + swizzled_octet(c * (kIntChunk / 8) + lane / 2))[lane & 1] = words;
+        }
         int sum = i0 + i1 + i2 + i3;  // the run of 16: four lanes
         sum += __shfl_xor_sync(0xffffffffu, sum, 1);
         sum += __shfl_xor_sync(0xffffffffu, sum, 2);
@@ -217,7 +231,7 @@ template <TensorType T, int R>
 __device__ __forceinline__ void dot_rows_int(const uint8_t* const (&rows)[R], int blocks, int first_block,
                                              const uint4* xq, const float* chunk_scale, const int* run_sums,
                                              int lane, float (&acc)[R]) {
-    using L = HalfLayout<T>;
+    using L = LaneLayout<T>;
     constexpr int kBlocksPerStep = 32 / L::kLanes, kOctets = L::kElems / 8;
     const int part = lane % L::kLanes;
     int b = lane / L::kLanes;
@@ -240,8 +254,9 @@ __device__ __forceinline__ void dot_rows_int(const uint8_t* const (&rows)[R], in
 // One token, one product of many rows (the output layer, a 7B model's FFN): as
 // many blocks as are resident at once, each looping over tiles of
 // stream_warps * R rows, with the input (normalised or plain) staged once per
-// block in fp16 (stage_input_half, dot_half.cuh; the plain types in fp32,
-// stage_input and dot_group.cuh). A warp's step is R rows of a
+// block in 16-bit integers (stage_input_int, dot_int.cuh), in fp16
+// (stage_input_half, dot_half.cuh) or, for the plain types, in fp32
+// (stage_input, dot_group.cuh). A warp's step is R rows of a
 // piece of the columns (all of them when R whole rows fit its stage): the rows
 // of the next one or two steps are copied (bulk copies) while it decodes the
 // current ones, and the sums accumulate over the pieces of a tile (one row per
@@ -254,13 +269,13 @@ __device__ __forceinline__ void dot_rows_int(const uint8_t* const (&rows)[R], in
 // layer.)
 constexpr int stream_stages(bool whole, bool wide) { return whole || wide ? 2 : 3; }
 constexpr int stream_warps(bool whole, bool wide) { return !whole && wide ? 16 : kMatvecWarps; }
-// The elements a piece's offset counts in: a quant block (dot_half.cuh's forms,
-// on the fp16 input), or for the plain types (F32, F16, BF16) a group of 8 of
-// dot_group.cuh, on the fp32 input of stage_input (no rounding of the input for
-// the types that are chosen for their precision).
+// The elements a piece's offset counts in: a quant block (dot_int.cuh's and
+// dot_half.cuh's forms, on a rounded input), or for the plain types (F32, F16,
+// BF16) a group of 8 of dot_group.cuh, on the fp32 input of stage_input (no
+// rounding of the input for the types that are chosen for their precision).
 template <TensorType T>
 constexpr int stream_unit() {
-    if constexpr (kHasHalfDot<T>) return HalfLayout<T>::kElems;
+    if constexpr (kQuantised<T>) return LaneLayout<T>::kElems;
     return 8;
 }
 struct StreamShape {
@@ -333,7 +348,7 @@ __global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
     // the FFN shapes, round 30); one fewer for the others, which are bound by
     // their decoding and start it sooner when fewer bytes come before their
     // first row.
-    constexpr int kFirstStages = kHasHalfDot<T> ? kStages - 1 : kStages;
+    constexpr int kFirstStages = kQuantised<T> ? kStages - 1 : kStages;
     int tile = blockIdx.x, copy_tile = tile;
     int piece = 0, copy_piece = 0;
     for (int s = 0; s < kFirstStages; ++s) {
@@ -349,12 +364,13 @@ __global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
     float* chunk_scale = reinterpret_cast<float*>(xh + int_input_chunks(cols) * (kIntChunk / 8));
     int* int_sums = reinterpret_cast<int*>(chunk_scale + int_input_chunks(cols));
     if constexpr (kHasIntDot<T>) {
+        constexpr bool kPaired = kPairedIntInput<T>;
         if (in.norm_w)
-            stage_input_int<MatvecInput::Norm, W>(in, cols, xh, chunk_scale, int_sums, ss_part);
+            stage_input_int<MatvecInput::Norm, W, kPaired>(in, cols, xh, chunk_scale, int_sums, ss_part);
         else
-            stage_input_int<MatvecInput::Plain, W>(in, cols, xh, chunk_scale, int_sums, ss_part);
+            stage_input_int<MatvecInput::Plain, W, kPaired>(in, cols, xh, chunk_scale, int_sums, ss_part);
     } else if constexpr (kHasHalfDot<T>) {
-        constexpr bool kSums = HalfLayout<T>::kSums;
+        constexpr bool kSums = LaneLayout<T>::kSums;
         // Inputs held in registers while staged: one run per thread (rows up to 4,096)
         // for whole rows, whose kernels must stay small for four blocks per SM; four
         // for pieces (up to 32,768 with 16 warps: a 7B model's down product).
@@ -485,6 +501,12 @@ static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const auto fits = [&](int R, const StreamShape& shape, int blocks) {
         return blocks * (stream_smem_bytes(type, R, shape, cols, wide) + 2048) <= per_sm;
     };
+    static const int64_t forced = [] {  // TEMPORARY: measuring narrower pieces
+        const char* e = std::getenv("ORCD_PIECE_COLS");
+        return e ? int64_t(std::atoll(e)) : int64_t(0);
+    }();
+    if (forced > 0 && forced < cols && fits(1, stream_shape(type, forced), 2))
+        return {1, stream_shape(type, forced), wide};
     const StreamShape whole = stream_shape(type, cols);
     for (int R : {4, 2, 1})
         if (fits(R, whole, 3)) return {R, whole, false};
