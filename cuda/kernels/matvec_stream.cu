@@ -8,7 +8,6 @@
 // measurements: bench/NOTES.md, rounds 21-30.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 #include "cuda_check.h"
 #include "kernels/bulk_copy.cuh"
@@ -501,12 +500,6 @@ static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const auto fits = [&](int R, const StreamShape& shape, int blocks) {
         return blocks * (stream_smem_bytes(type, R, shape, cols, wide) + 2048) <= per_sm;
     };
-    static const int64_t forced = [] {  // TEMPORARY: measuring narrower pieces
-        const char* e = std::getenv("ORCD_PIECE_COLS");
-        return e ? int64_t(std::atoll(e)) : int64_t(0);
-    }();
-    if (forced > 0 && forced < cols && fits(1, stream_shape(type, forced), 2))
-        return {1, stream_shape(type, forced), wide};
     const StreamShape whole = stream_shape(type, cols);
     for (int R : {4, 2, 1})
         if (fits(R, whole, 3)) return {R, whole, false};

@@ -231,7 +231,7 @@ TEST_F(CudaOps, MatmulEveryTypeAndShape) {
             {odd_cols, 45, {9, 33, 200}},
             {bs == 256 ? 1024u : 896u, 1100, {2048}},
             {4864, 96, {1, 3}},  // few wide rows: one block per row (the down product's shape)
-            {4096, 2100, {1}},   // a wide input staged beside the rows (over 48 KB of shared memory)
+            {4096, 1500, {1}},   // a wide input staged beside the rows (over 48 KB of shared memory; below 5 MB)
         };
         for (const Case& c : cases) {
             WeightSet ws;
@@ -248,8 +248,12 @@ TEST_F(CudaOps, MatmulEveryTypeAndShape) {
                     cpu->matmul(ws.cpu[0], x.data(), n, ref.data(), ldo, bias_acc ? &ws.cpu[1] : nullptr, bias_acc);
                     DeviceVec<float> dx(x), out(init);
                     gpu->matmul(ws.gpu[0], dx.ptr, n, out.ptr, ldo, bias_acc ? &ws.gpu[1] : nullptr, bias_acc);
-                    // fp32 dot products (matvec) or fp16 operands with fp32 accumulation (GEMM).
-                    EXPECT_LT(rel_error(out.host(), ref), n <= 8 ? 2e-5 : 2e-3);
+                    // fp32 dot products (matvec) or fp16 operands with fp32 accumulation (GEMM),
+                    // or a rounded input where a quantised product is streamed.
+                    const bool exact_input =
+                        n <= 8 && !(n == 1 && bs > 1 &&
+                                    cuda::matvec1_streamed(t, int64_t(c.rows), int64_t(gguf::row_bytes(t, c.cols))));
+                    EXPECT_LT(rel_error(out.host(), ref), exact_input ? 2e-5 : 2e-3);
                 }
             }
         }
