@@ -455,7 +455,8 @@ TEST_F(CudaOps, PlainMatmulOfManyBytes) {
         WeightSet ws;
         build_weights(ws, {{"w", c.type, c.cols, rows}, {"b", TensorType::F32, rows, 1}}, *cpu, *gpu, rng);
         // Random inputs, then inputs of 1e-3..1e-2 with one of 6e4 (near fp16's
-        // largest): the fp16 input is scaled, so neither it nor the sums overflow.
+        // largest): the rounded input is scaled (fp16: by a power of two; 16-bit
+        // integers: per chunk of 128), so neither it nor the sums overflow.
         auto spread = random_floats(c.cols, rng, 1e-3f, 1e-2f);
         spread[c.cols / 3] = 6e4f;
         for (const auto& x : {random_floats(c.cols, rng), spread}) {
@@ -464,7 +465,7 @@ TEST_F(CudaOps, PlainMatmulOfManyBytes) {
             cpu->matmul(ws.cpu[0], x.data(), 1, ref.data(), int(rows), &ws.cpu[1], true);
             DeviceVec<float> dx(x), out(init);
             gpu->matmul(ws.gpu[0], dx.ptr, 1, out.ptr, int(rows), &ws.gpu[1], true);
-            // fp16 input for the quantised types (as in NormedMatmulOfManyRows).
+            // A rounded input for the quantised types (as in NormedMatmulOfManyRows).
             EXPECT_LT(rel_error(out.host(), ref), gguf::traits(c.type).block_size > 1 ? 2e-3 : 2e-5);
         }
     }
