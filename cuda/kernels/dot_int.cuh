@@ -10,11 +10,11 @@
 // Input (stage_input_int in matvec_stream.cu): each chunk of 128 inputs is
 // scaled by 32767 / its largest magnitude and rounded to int16 (an error of at
 // most 2^-16 of that magnitude, against fp16's 2^-12 of each value), in octets
-// of 8 laid out as dot_half.cuh's (swizzled_octet), natural order inside; with
+// of 8 placed by swizzled_octet (lane_layout.cuh), natural order inside; with
 // the exact sum of every run of 16. A lane's runs are those of LaneLayout<T>,
 // inside one chunk, so the chunk's scale multiplies the block's result.
 //
-// Range: a run's sum of quant x input is at most 16 x 63 x 32767 (< 2^25), so
+// Range: a run's sum of quant x input is at most 16 x 127 x 32767 (< 2^26), so
 // the 32-bit sums below cannot overflow, scales included (noted per type).
 #pragma once
 
@@ -28,7 +28,7 @@ namespace orcd::cuda {
 // The types that take an integer form: those whose fp16 form spends the most
 // on each weight besides its product (a fifth or third bit, an offset). Q4_0,
 // Q4_1 and Q8_0 keep their fp16 forms, which are one or two instructions per
-// weight: their integer ones were 2-4 points of the copy slower on every shape
+// weight: their integer ones were 1.5-10 points of the copy slower on every shape
 // (bench/NOTES.md, round 30).
 constexpr bool int_dot_type(gguf::TensorType t) {
     using TT = gguf::TensorType;
