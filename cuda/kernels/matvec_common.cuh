@@ -20,6 +20,7 @@ constexpr int kMatvecWarps = 8;
 __device__ __forceinline__ float sum8(const float x[8]) {
     return ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
 }
+
 // The block's copy of the one-token input in shared memory: x, times norm_w for
 // Norm (all threads, one load of each element; the caller synchronises). The
 // norm's scale rsqrt(mean(x^2) + eps) is left for the end of the product (it
@@ -48,6 +49,7 @@ __device__ __forceinline__ void stage_input(const MatvecIn& in, int64_t cols, fl
         if (threadIdx.x % 32 == 0) ss_part[threadIdx.x / 32] = ss;
     }
 }
+
 // The factor of every row's sum: the norm's scale for Norm (after the block's
 // synchronisation that followed stage_input), else 1. W: the block's warps.
 template <MatvecInput I, int W = kMatvecWarps>
@@ -58,6 +60,7 @@ __device__ __forceinline__ float input_scale(const MatvecIn& in, int64_t cols, c
     for (int w = 0; w < W; ++w) ss += ss_part[w];
     return rsqrtf(ss / float(cols) + in.eps);
 }
+
 // acc[k] += x . row k (rows: K staged rows in shared memory, each of `groups`
 // groups of 8), the lane's share (not yet summed over the warp); x from the
 // block's shared copy (stage_input's layout: the first and the last four of
