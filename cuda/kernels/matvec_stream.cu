@@ -252,22 +252,22 @@ __device__ __forceinline__ void dot_rows_int(const uint8_t* const (&rows)[R], in
 
 // One token, one product of many rows (the output layer, a 7B model's FFN): as
 // many blocks as are resident at once, each looping over tiles of
-// stream_warps * R rows, with the input (normalised or plain) staged once per
+// W * R rows, with the input (normalised or plain) staged once per
 // block in 16-bit integers (stage_input_int, dot_int.cuh), in fp16
 // (stage_input_half, dot_half.cuh) or, for the plain types, in fp32
 // (stage_input, dot_group.cuh). A warp's step is R rows of a
 // piece of the columns (all of them when R whole rows fit its stage): the rows
 // of the next one or two steps are copied (bulk copies) while it decodes the
 // current ones, and the sums accumulate over the pieces of a tile (one row per
-// warp: wide rows). Whole rows: blocks of 8 warps, two stages (a third that
-// cost a resident block made them 5-7 % slower, round 27). Pieces: 8 warps and
-// three stages, or (Wide, rows of 8,192 or more: choose_stream) 16 warps that
-// share one copy of the input and two stages: with 8, two blocks per SM left
-// 1.2 eligible warps per scheduler on a 7B model's down product (round 29).
+// warp: wide rows). Whole rows: two stages (a third that cost a resident block
+// made them 5-7 % slower, round 27), in blocks of 8 warps, or of 16 with two
+// rows per warp (choose_stream). Pieces: 8 warps and three stages, or (rows of
+// 8,192 or more: choose_stream) 16 warps that share one copy of the input and
+// two stages: with 8, two blocks per SM left 1.2 eligible warps per scheduler
+// on a 7B model's down product (round 29).
 // (A block per tile: 4,752 blocks, 62 % of the copy bandwidth for the output
 // layer.)
-constexpr int stream_stages(bool whole, bool wide) { return whole || wide ? 2 : 3; }
-constexpr int stream_warps(bool whole, bool wide) { return !whole && wide ? 16 : kMatvecWarps; }
+constexpr int stream_stages(bool whole, int warps) { return whole || warps > kMatvecWarps ? 2 : 3; }
 // The elements a piece's offset counts in: a quant block (dot_int.cuh's and
 // dot_half.cuh's forms, on a rounded input), or for the plain types (F32, F16,
 // BF16) a group of 8 of dot_group.cuh, on the fp32 input of stage_input (no
@@ -283,13 +283,12 @@ struct StreamShape {
     int row_stride;   // bytes per row in a stage: the piece, its 16-byte lead and the loads' slack
 };
 
-template <int R, TensorType T, bool Whole, bool Wide>
-__global__ void __launch_bounds__(stream_warps(Whole, Wide) * 32)
+template <int R, TensorType T, bool Whole, int W>
+__global__ void __launch_bounds__(W * 32)
     matvec1_stream_kernel(MatvecPart P, int64_t cols, MatvecIn in, StreamShape shape) {
     extern __shared__ __align__(16) uint8_t smem[];
-    constexpr int W = stream_warps(Whole, Wide);
     __shared__ float ss_part[W];
-    constexpr int kStages = stream_stages(Whole, Wide);
+    constexpr int kStages = stream_stages(Whole, W);
     __shared__ uint64_t rows_in[kStages][W];  // a warp's stage s has its rows
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     // The step's bookkeeping in 32 bits (a tensor's rows fit an int): with 64-bit
@@ -462,24 +461,32 @@ static StreamShape stream_shape(TensorType type, int64_t piece_cols) {
     const int bytes = int(gguf::row_bytes(type, uint64_t(piece_cols)));
     return {int(piece_cols), bytes, (bytes + 32 + 15) / 16 * 16};  // 15 bytes of lead, 4 of over-read
 }
-static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape, int64_t cols, bool wide) {
+static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape, int64_t cols, int warps) {
     const bool whole = shape.piece_cols == cols;
     const size_t input = int_dot_type(type)                  ? int_input_bytes(cols)
                          : gguf::traits(type).block_size > 1 ? half_input_bytes(cols)
                                                              : sizeof(float) * size_t(cols);
-    return size_t(stream_stages(whole, wide) * stream_warps(whole, wide) * R) * shape.row_stride + input;
+    return size_t(stream_stages(whole, warps) * warps * R) * shape.row_stride + input;
 }
 
 // Rows per warp and the columns of a step. Whole rows: the most rows per warp
-// (4, 2, 1) that leave room for three blocks per SM, else one row per warp at
-// two (below kWidePiecesCols). Wider rows: one row per warp in the widest
-// pieces that leave room for two blocks, a multiple of 1,024 columns (a warp's
-// step for every type of dot_half.cuh: 1,280 left a step of 8 lanes in 32),
-// else of 256. R = 0 when
-// not even that fits. From the H200 runs of round 27: with the fp16 input the
-// decoding no longer bounds the products, so the bytes in flight matter more
-// than the rows per warp (which share the input's loads), and one row per warp
-// gives the wide products of few rows (4,096 x 14,336) four times the tiles.
+// (4, 2) that leave room for three blocks of 8 warps per SM; else two rows per
+// warp in one block of 16 warps, when that fits (below kWidePiecesCols: rows of
+// 4,096 in 4-6 bits); else one row per warp in three blocks of 8, or two (below
+// kWidePiecesCols).
+// Two rows per warp read each input once for both, and one block per SM keeps
+// one copy of the input instead of three or four: against one row per warp in
+// blocks of 8 (round 31), Q4_K 14336 x 4096 62.6 -> 68.9 % of the copy, IQ4_NL
+// 128256 x 4096 68.8 -> 85.8 %, Q4_0 85.1 -> 95.4 %; it lost 3-4 points on
+// 128256 x 4096 for Q4_K, Q5_K and Q2_K (Q4_K and Q5_K stay above 86 %), where
+// one block of 32 warps and one row each was best for them. Wider rows: one
+// row per warp in the widest pieces that leave room for two blocks, a multiple
+// of 1,024 columns (a warp's step for every type of dot_half.cuh: 1,280 left a
+// step of 8 lanes in 32), else of 256. R = 0 when not even that fits. From the
+// H200 runs of round 27: with the fp16 input the decoding no longer bounds the
+// products, so the bytes in flight matter more than the rows per warp (which
+// share the input's loads), and one row per warp gives the wide products of
+// few rows (4,096 x 14,336) four times the tiles.
 // Rows of kWidePiecesCols or more take their pieces in blocks of 16 warps
 // (round 29, one H200 call, pieces of 8 warps against 16 on rows of 11,008 and
 // 14,336: F16 and BF16 +4-5 points of the copy, F32 +2-4, Q8_0 +4-8 on 14,336,
@@ -491,38 +498,41 @@ static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape
 struct StreamChoice {
     int R;
     StreamShape shape;
-    bool wide;  // pieces in blocks of 16 warps (stream_warps)
+    int warps;  // the block's warps
 };
 constexpr int64_t kWidePiecesCols = 8192;
+constexpr int kPairedRowsWarps = 16, kWidePiecesWarps = 16;
 static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const size_t per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor));
     const bool wide = cols >= kWidePiecesCols;
-    const auto fits = [&](int R, const StreamShape& shape, int blocks) {
-        return blocks * (stream_smem_bytes(type, R, shape, cols, wide) + 2048) <= per_sm;
+    const int piece_warps = wide ? kWidePiecesWarps : kMatvecWarps;
+    const auto fits = [&](int R, const StreamShape& shape, int blocks, int warps = kMatvecWarps) {
+        return blocks * (stream_smem_bytes(type, R, shape, cols, warps) + 2048) <= per_sm;
     };
     const StreamShape whole = stream_shape(type, cols);
-    for (int R : {4, 2, 1})
-        if (fits(R, whole, 3)) return {R, whole, false};
-    if (!wide && fits(1, whole, 2)) return {1, whole, false};
+    for (int R : {4, 2})
+        if (fits(R, whole, 3)) return {R, whole, kMatvecWarps};
+    if (!wide && fits(2, whole, 1, kPairedRowsWarps)) return {2, whole, kPairedRowsWarps};
+    if (fits(1, whole, 3)) return {1, whole, kMatvecWarps};
+    if (!wide && fits(1, whole, 2)) return {1, whole, kMatvecWarps};
     for (int64_t piece = (cols - 1) / 1024 * 1024; piece >= 1024; piece -= 1024)
-        if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece), wide};
+        if (fits(1, stream_shape(type, piece), 2, piece_warps)) return {1, stream_shape(type, piece), piece_warps};
     for (int64_t piece = (std::min<int64_t>(cols, 1024) - 1) / 256 * 256; piece >= 256; piece -= 256)
-        if (fits(1, stream_shape(type, piece), 2)) return {1, stream_shape(type, piece), wide};
-    return {0, {}, false};
+        if (fits(1, stream_shape(type, piece), 2, piece_warps)) return {1, stream_shape(type, piece), piece_warps};
+    return {0, {}, kMatvecWarps};
 }
 
-template <int R, TensorType T, bool Whole, bool Wide>
+template <int R, TensorType T, bool Whole, int kWarps>
 static void launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, const StreamShape& shape,
                           cudaStream_t stream) {
-    const auto kernel = matvec1_stream_kernel<R, T, Whole, Wide>;
+    const auto kernel = matvec1_stream_kernel<R, T, Whole, kWarps>;
     static bool configured = [&] {
         ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024));
         return true;
     }();
     (void)configured;
-    const size_t smem = stream_smem_bytes(p.type, R, shape, cols, Wide);
-    constexpr int kWarps = stream_warps(Whole, Wide);
+    const size_t smem = stream_smem_bytes(p.type, R, shape, cols, kWarps);
     int per_sm = 0;
     ORCD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem));
     // As many blocks as fit at once. (Fewer, so that each block had the same
@@ -541,18 +551,20 @@ bool launch_matvec1_streamed(const MatvecPart& p, int64_t cols, MatvecIn in, Mat
     const auto launch = [&]<TensorType T>() {
         const StreamChoice c = choose_stream(T, cols);
         const bool whole = c.shape.piece_cols == cols;
-        switch (c.R) {
-            case 4: launch_stream<4, T, true, false>(p, cols, in, c.shape, stream); break;
-            case 2: launch_stream<2, T, true, false>(p, cols, in, c.shape, stream); break;
-            case 1:
-                if (whole)
-                    launch_stream<1, T, true, false>(p, cols, in, c.shape, stream);
-                else if (c.wide)
-                    launch_stream<1, T, false, true>(p, cols, in, c.shape, stream);
-                else
-                    launch_stream<1, T, false, false>(p, cols, in, c.shape, stream);
-                break;
-            default: return;
+        if (c.R == 0) return;
+        if (!whole) {
+            if (c.warps == kWidePiecesWarps)
+                launch_stream<1, T, false, kWidePiecesWarps>(p, cols, in, c.shape, stream);
+            else
+                launch_stream<1, T, false, kMatvecWarps>(p, cols, in, c.shape, stream);
+        } else if (c.warps == kPairedRowsWarps) {
+            launch_stream<2, T, true, kPairedRowsWarps>(p, cols, in, c.shape, stream);
+        } else if (c.R == 4) {
+            launch_stream<4, T, true, kMatvecWarps>(p, cols, in, c.shape, stream);
+        } else if (c.R == 2) {
+            launch_stream<2, T, true, kMatvecWarps>(p, cols, in, c.shape, stream);
+        } else {
+            launch_stream<1, T, true, kMatvecWarps>(p, cols, in, c.shape, stream);
         }
         launched = true;
     };

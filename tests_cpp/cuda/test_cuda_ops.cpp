@@ -430,9 +430,10 @@ TEST_F(CudaOps, NormedMatmulOfManyRows) {
 }
 
 // One token through a plain product of at least 16 MB (a 7B model's FFN or
-// output): streamed by resident blocks, whole rows four (Q5_0), two (Q6_K) or
-// one per warp (Q4_K, Q4_0; Q8_0 at two blocks per SM), or pieces of the columns
-// one row per warp (blocks of 16 warps for rows of 14,336: Q4_K, Q3_K, Q8_0, Q2_K,
+// output): streamed by resident blocks, whole rows four (Q5_0) or two per warp
+// (Q6_K x 2,048, Q2_K x 4,096; in blocks of 16 warps: Q4_K, Q4_0, Q4_1, Q5_1,
+// Q5_K, IQ4 x 4,096), one per warp (Q8_0 at two blocks per SM), or pieces of
+// the columns one row per warp (blocks of 16 warps for rows of 14,336: Q4_K, Q3_K, Q8_0, Q2_K,
 // F32, F16; of 8 for F16, BF16, F32 x 4,096; the last piece shorter),
 // a row count no multiple of a tile, a bias with accumulation, an input with
 // one very large element; the plain types on an fp32 input.
