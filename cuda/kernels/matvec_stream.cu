@@ -5,7 +5,7 @@
 // current ones, on a 16-bit integer copy of the input (dot_int.cuh: the types
 // whose decoding costs the most), an fp16 one (dot_half.cuh: Q4_0, Q4_1, Q8_0)
 // or, for the plain types, an fp32 one (dot_group.cuh). History and
-// measurements: bench/NOTES.md, rounds 21-30.
+// measurements: bench/NOTES.md, rounds 21-31.
 #include <algorithm>
 #include <cstdint>
 
