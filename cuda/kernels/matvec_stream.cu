@@ -283,33 +283,20 @@ struct StreamShape {
     int row_stride;   // bytes per row in a stage: the piece, its 16-byte lead and the loads' slack
 };
 
-// Split rows (S > 1: one row per warp, pieces): the S warps w, w + 1, ..., w +
-// S - 1 of a tile (w a multiple of S) take the S pieces of one row side by
-// side, and their sums meet in shared memory (part_sums, one set per parity of
-// the tile, so that one barrier per tile suffices), instead of one warp taking
-// the pieces one after the other.
-__device__ __forceinline__ void group_barrier(int id, int threads) {
-    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
-}
-
-template <int R, TensorType T, bool Whole, int W, int S = 1>
+template <int R, TensorType T, bool Whole, int W>
 __global__ void __launch_bounds__(W * 32)
     matvec1_stream_kernel(MatvecPart P, int64_t cols, MatvecIn in, StreamShape shape) {
-    static_assert(S == 1 || (!Whole && R == 1 && W % S == 0 && W / S < 16), "split rows: pieces, one row per warp");
     extern __shared__ __align__(16) uint8_t smem[];
     __shared__ float ss_part[W];
     constexpr int kStages = stream_stages(Whole, W);
     __shared__ uint64_t rows_in[kStages][W];  // a warp's stage s has its rows
-    __shared__ float part_sums[S > 1 ? 2 : 1][S > 1 ? W : 1];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     // The step's bookkeeping in 32 bits (a tensor's rows fit an int): with 64-bit
     // tiles it took ~190 instructions per step next to ~350 decoding a Q4_0 row
     // of 4,096 (round 29).
     const int n_rows = int(P.rows);
-    const int tiles = S > 1 ? (n_rows * S + W - 1) / W : (n_rows + W * R - 1) / (W * R);
-    const int pieces = Whole ? 1 : S > 1 ? S : int((cols + shape.piece_cols - 1) / shape.piece_cols);
-    // The warp's first row in a tile (with S > 1, the row of its piece warp % S).
-    const auto tile_row = [&](int tile) { return S > 1 ? (tile * W + warp) / S : (tile * W + warp) * R; };
+    const int tiles = (n_rows + W * R - 1) / (W * R);
+    const int pieces = Whole ? 1 : int((cols + shape.piece_cols - 1) / shape.piece_cols);
     const int piece_bytes = shape.piece_bytes, row_bytes = P.row_bytes;
     uint8_t* const warp_stage = smem + warp * R * shape.row_stride;  // stage s: + s * stage_bytes
     const int stage_bytes = W * R * shape.row_stride;
@@ -328,7 +315,7 @@ __global__ void __launch_bounds__(W * 32)
     // Copies the warp's rows of a step (none past the last row or tile) into stage s.
     const auto copy_step = [&](int tile, int piece, int s) {
         if (lane != 0) return;
-        const int r0 = tile_row(tile);
+        const int r0 = (tile * W + warp) * R;
         const int nr = tile < tiles ? max(0, min(R, n_rows - r0)) : 0;
         uint8_t* const to = warp_stage + s * stage_bytes;
         if constexpr (Whole) {
@@ -345,12 +332,11 @@ __global__ void __launch_bounds__(W * 32)
             bulk_copy(to + k * shape.row_stride, r.from, r.bytes, &rows_in[s][warp]);
         }
     };
-    // The step after (tile, piece): the next piece, or the block's next tile (with
-    // S > 1, the same piece of it).
+    // The step after (tile, piece): the next piece, or the block's next tile.
     const auto advance = [&](int& tile, int& piece) {
-        if (Whole || S > 1 || piece + 1 == pieces) {
+        if (Whole || piece + 1 == pieces) {
             tile += gridDim.x;
-            if (S == 1) piece = 0;
+            piece = 0;
         } else {
             ++piece;
         }
@@ -362,7 +348,7 @@ __global__ void __launch_bounds__(W * 32)
     // first row.
     constexpr int kFirstStages = kQuantised<T> ? kStages - 1 : kStages;
     int tile = blockIdx.x, copy_tile = tile;
-    int piece = S > 1 ? warp % S : 0, copy_piece = piece;
+    int piece = 0, copy_piece = 0;
     for (int s = 0; s < kFirstStages; ++s) {
         copy_step(copy_tile, copy_piece, s);
         advance(copy_tile, copy_piece);
@@ -403,7 +389,6 @@ __global__ void __launch_bounds__(W * 32)
     // if any).
     int s = 0, copy_s = kStages - 1;
     uint32_t parity = 0;
-    int tile_parity = 0;  // with S > 1: the set of part_sums of this tile
     bool refill = kFirstStages < kStages;
     while (tile < tiles) {
         if (refill) {
@@ -412,11 +397,11 @@ __global__ void __launch_bounds__(W * 32)
         }
         refill = true;
         bulk_wait(&rows_in[s][warp], parity);
-        const bool last_piece = Whole || S > 1 || piece + 1 == pieces;
-        const int r0 = tile_row(tile);
+        const bool last_piece = Whole || piece + 1 == pieces;
+        const int r0 = (tile * W + warp) * R;
         const int nr = min(R, n_rows - r0);
-        if (nr > 0) {  // the same for the S warps of a split row
-            if (S > 1 || piece == 0)
+        if (nr > 0) {
+            if (piece == 0)
 #pragma unroll
                 for (int k = 0; k < R; ++k) acc[k] = 0.0f;
             const uint8_t* const stage = warp_stage + s * stage_bytes;
@@ -437,19 +422,7 @@ __global__ void __launch_bounds__(W * 32)
                 const float4* lo = x_lo + first_block;
                 dot_rows<T, R>(rows, piece_blocks, lo, lo + cols / 8, lane, acc);
             }
-            if constexpr (S > 1) {
-                const float sum = warp_sum(acc[0]);
-                float* const sums = part_sums[tile_parity];
-                if (lane == 0) sums[warp] = sum;
-                group_barrier(1 + warp / S, S * 32);
-                if (piece == 0 && lane == 0) {
-                    float total = 0.0f;
-#pragma unroll
-                    for (int q = 0; q < S; ++q) total += sums[warp + q];
-                    float* o = P.out + r0;
-                    *o = (P.accumulate ? *o : 0.0f) + total * scale + (P.bias ? P.bias[r0] : 0.0f);
-                }
-            } else if (last_piece) {
+            if (last_piece) {
 #pragma unroll
                 for (int k = 0; k < R; ++k) {
                     const float sum = warp_sum(acc[k]) * scale;
@@ -461,7 +434,6 @@ __global__ void __launch_bounds__(W * 32)
             }
         }
         __syncwarp();  // the stage is refilled in the next round
-        if (S > 1) tile_parity ^= 1;
         advance(tile, piece);
         copy_s = s;
         if (++s == kStages) {
@@ -526,11 +498,10 @@ static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape
 struct StreamChoice {
     int R;
     StreamShape shape;
-    int warps;      // the block's warps
-    int split = 1;  // warps per row (S of the kernel)
+    int warps;  // the block's warps
 };
 constexpr int64_t kWidePiecesCols = 8192;
-constexpr int kPairedRowsWarps = 16, kWidePiecesWarps = 16, kSplitRows = 4;
+constexpr int kPairedRowsWarps = 16, kWidePiecesWarps = 16;
 static StreamChoice choose_stream(TensorType type, int64_t cols) {
     const size_t per_sm = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor));
     const bool wide = cols >= kWidePiecesCols;
@@ -544,13 +515,6 @@ static StreamChoice choose_stream(TensorType type, int64_t cols) {
     if (!wide && fits(2, whole, 1, kPairedRowsWarps)) return {2, whole, kPairedRowsWarps};
     if (fits(1, whole, 3)) return {1, whole, kMatvecWarps};
     if (!wide && fits(1, whole, 2)) return {1, whole, kMatvecWarps};
-    if (wide) {  // split rows: kSplitRows pieces of whole units (a quant block, or 8 for the plain types)
-        const int64_t unit = gguf::traits(type).block_size > 1 ? int64_t(gguf::traits(type).block_size) : 8;
-        const int64_t units = cols / unit, part_units = (units + kSplitRows - 1) / kSplitRows;
-        const StreamShape part = stream_shape(type, part_units * unit);
-        if ((kSplitRows - 1) * part_units < units && fits(1, part, 2, kWidePiecesWarps))
-            return {1, part, kWidePiecesWarps, kSplitRows};
-    }
     for (int64_t piece = (cols - 1) / 1024 * 1024; piece >= 1024; piece -= 1024)
         if (fits(1, stream_shape(type, piece), 2, piece_warps)) return {1, stream_shape(type, piece), piece_warps};
     for (int64_t piece = (std::min<int64_t>(cols, 1024) - 1) / 256 * 256; piece >= 256; piece -= 256)
@@ -558,10 +522,10 @@ static StreamChoice choose_stream(TensorType type, int64_t cols) {
     return {0, {}, kMatvecWarps};
 }
 
-template <int R, TensorType T, bool Whole, int kWarps, int S = 1>
+template <int R, TensorType T, bool Whole, int kWarps>
 static void launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in, const StreamShape& shape,
                           cudaStream_t stream) {
-    const auto kernel = matvec1_stream_kernel<R, T, Whole, kWarps, S>;
+    const auto kernel = matvec1_stream_kernel<R, T, Whole, kWarps>;
     static bool configured = [&] {
         ORCD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin) - 1024));
@@ -574,7 +538,7 @@ static void launch_stream(const MatvecPart& p, int64_t cols, const MatvecIn& in,
     // As many blocks as fit at once. (Fewer, so that each block had the same
     // number of tiles, left SMs with four blocks and others with three: the
     // product of 14,336 Q4_K rows got 25 % slower, round 27.)
-    const int64_t tiles = (p.rows * S + kWarps * R - 1) / (kWarps * R);
+    const int64_t tiles = (p.rows + kWarps * R - 1) / (kWarps * R);
     const unsigned blocks = unsigned(std::min<int64_t>(tiles, int64_t(std::max(1, per_sm)) * multiprocessors()));
     launch_pdl(kernel, blocks, kWarps * 32, smem, stream, p, cols, in, shape);
 }
@@ -589,9 +553,7 @@ bool launch_matvec1_streamed(const MatvecPart& p, int64_t cols, MatvecIn in, Mat
         const bool whole = c.shape.piece_cols == cols;
         if (c.R == 0) return;
         if (!whole) {
-            if (c.split == kSplitRows)
-                launch_stream<1, T, false, kWidePiecesWarps, kSplitRows>(p, cols, in, c.shape, stream);
-            else if (c.warps == kWidePiecesWarps)
+            if (c.warps == kWidePiecesWarps)
                 launch_stream<1, T, false, kWidePiecesWarps>(p, cols, in, c.shape, stream);
             else
                 launch_stream<1, T, false, kMatvecWarps>(p, cols, in, c.shape, stream);
