@@ -477,9 +477,11 @@ static size_t stream_smem_bytes(TensorType type, int R, const StreamShape& shape
 // Two rows per warp read each input once for both, and one block per SM keeps
 // one copy of the input instead of three or four: against one row per warp in
 // blocks of 8 (round 31), Q4_K 14336 x 4096 62.6 -> 68.9 % of the copy, IQ4_NL
-// 128256 x 4096 68.8 -> 85.8 %, Q4_0 85.1 -> 95.4 %; it lost 3-4 points on
-// 128256 x 4096 for Q4_K, Q5_K and Q2_K (Q4_K and Q5_K stay above 86 %), where
-// one block of 32 warps and one row each was best for them. Wider rows: one
+// 128256 x 4096 68.8 -> 85.8 %, Q4_0 85.1 -> 95.4 %; Q4_K and Q5_K on 128256 x
+// 4096 measured 86-88 % against 90-92 in that call (Q4_K 84.8 and 92.4 % in two
+// later calls of the same code), where one block of 32 warps and one row each
+// was best for them. (Q2_K and Q3_K x 4,096 keep two rows in blocks of 8: forced
+// into this shape, Q2_K lost 3 points on 128256 x 4096.) Wider rows: one
 // row per warp in the widest pieces that leave room for two blocks, a multiple
 // of 1,024 columns (a warp's step for every type of dot_half.cuh: 1,280 left a
 // step of 8 lanes in 32), else of 256. R = 0 when not even that fits. From the
