@@ -87,8 +87,8 @@ __device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t co
     } else {
         for (int c = threadIdx.x; c < 4 * runs; c += blockDim.x) load(c);
     }
-    ss = warp_sum(ss);
-    mx = warp_max(mx);
+    if constexpr (I == MatvecInput::Norm) ss = warp_sum(ss);
+    mx = warp_max_nonnegative(mx);
     if (threadIdx.x % 32 == 0) {
         ss_part[threadIdx.x / 32] = ss;
         max_part[threadIdx.x / 32] = mx;
@@ -155,6 +155,12 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 // each lane four inputs of one, so x is read once; each warp's share of the
 // norm's sum of squares goes to ss_part. The caller synchronises before the
 // copy is read.
+// v * up to the nearest integer, for |v * up| < 2^22: adding 1.5 x 2^23 in the
+// same FMA rounds once and leaves the integer in the low bits, cheaper than an F2I.
+__device__ __forceinline__ int scaled_round(float v, float up) {
+    return __float_as_int(fmaf(v, up, 12582912.0f)) - 0x4B400000;
+}
+
 constexpr int kIntChunk = 128;
 constexpr int64_t int_input_chunks(int64_t cols) { return (cols + kIntChunk - 1) / kIntChunk; }
 constexpr size_t int_input_bytes(int64_t cols) {  // octets, then the chunks' scales, then the runs' sums
@@ -186,10 +192,10 @@ __device__ __forceinline__ void stage_input_int(const MatvecIn& in, int64_t cols
         return v;
     };
     const auto store = [&](int c, const float4& v) {
-        const float mx = warp_max(fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
-        const float up = mx > 0.0f ? 32767.0f / mx : 0.0f;
-        const int i0 = __float2int_rn(v.x * up), i1 = __float2int_rn(v.y * up), i2 = __float2int_rn(v.z * up),
-                  i3 = __float2int_rn(v.w * up);
+        const float mx = warp_max_nonnegative(fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+        const float up = mx > 0.0f ? __fdividef(32767.0f, mx) : 0.0f;
+        const int i0 = scaled_round(v.x, up), i1 = scaled_round(v.y, up), i2 = scaled_round(v.z, up),
+                  i3 = scaled_round(v.w, up);
         if constexpr (Paired) {
             // Lanes 4-7 of each eight hold elements 16-31 of a block of 32: their
             // values go to lanes 0-3 as the upper halves of the pairs.

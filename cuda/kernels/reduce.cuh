@@ -16,6 +16,12 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// Maximum of non-negative values (not NaN): their bit patterns order as the
+// values, so one integer reduction replaces five shuffles.
+__device__ __forceinline__ float warp_max_nonnegative(float v) {
+    return __uint_as_float(__reduce_max_sync(0xffffffffu, __float_as_uint(v)));
+}
+
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
 __device__ __forceinline__ float block_sum(float v) {
     __shared__ float partial[32];
