@@ -69,4 +69,28 @@ __device__ __forceinline__ int swizzled_octet(int o) {
     return o ^ ((b3 ^ b4) | (b4 << 1) | (b3 << 2));
 }
 
+// A lane's place in the streamed dots (dot_rows_half, dot_rows_int), whose
+// staged copies lay their octets out alike: its part of a block, its first block
+// and the four octets of its runs A and B there. A warp step takes kBlocksPerStep
+// blocks, 32 octets times a multiple of 4, so the swizzle is the same at every step
+// and the lane's octets of a later block are `step` octets on (octets(step)).
+template <TensorType T>
+struct LaneRuns {
+    using L = LaneLayout<T>;
+    static constexpr int kBlocksPerStep = 32 / L::kLanes, kOctets = L::kElems / 8;
+    int part, block, oa, ob;  // oa, ob: the runs' first octets, from the row's start
+    const uint4 *a0, *a1, *b0, *b1;
+    __device__ LaneRuns(const uint4* x, int first_block, int lane)
+        : part(lane % L::kLanes), block(lane / L::kLanes),
+          oa((first_block + block) * kOctets + L::run_a(part)), ob((first_block + block) * kOctets + L::run_b(part)),
+          a0(x + swizzled_octet(oa)), a1(x + (swizzled_octet(oa) ^ 1)),
+          b0(x + swizzled_octet(ob)), b1(x + (swizzled_octet(ob) ^ 1)) {}
+    __device__ void octets(int step, uint4 (&xa)[2], uint4 (&xb)[2]) const {
+        xa[0] = a0[step];
+        xa[1] = a1[step];
+        xb[0] = b0[step];
+        xb[1] = b1[step];
+    }
+};
+
 }  // namespace orcd::cuda

@@ -122,27 +122,24 @@ __device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t co
 // acc[k] += x . row k over `blocks` quant blocks of R staged rows, the lane's
 // share, with the fp16 input of stage_input_half (xh, run_sums); first_block:
 // the index in the row of the rows' first block (for the input's offset). A
-// warp step takes 32 / kLanes blocks, each lane its part of one (dot_half.cuh).
-// A step is 32 octets times a multiple of 4, so the swizzle is the same at
-// every step and each lane's input addresses are computed once.
+// warp step takes 32 / kLanes blocks, each lane its part of one (dot_half.cuh;
+// LaneRuns: each lane's input addresses are computed once).
 template <TensorType T, int R>
 __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], int blocks, int first_block,
                                               const uint4* xh, const float* run_sums, int lane, float (&acc)[R]) {
     using L = LaneLayout<T>;
-    constexpr int kBlocksPerStep = 32 / L::kLanes, kOctets = L::kElems / 8;
-    const int part = lane % L::kLanes;
-    int b = lane / L::kLanes;
-    const int oa = (first_block + b) * kOctets + L::run_a(part), ob = (first_block + b) * kOctets + L::run_b(part);
-    const uint4 *xa0 = xh + swizzled_octet(oa), *xa1 = xh + (swizzled_octet(oa) ^ 1);
-    const uint4 *xb0 = xh + swizzled_octet(ob), *xb1 = xh + (swizzled_octet(ob) ^ 1);
-    const float *sa = run_sums + oa / 2, *sb = run_sums + ob / 2;
-    int offset = b * L::kBlockBytes, step = 0;  // step: the octets from the lane's first block
+    using Lane = LaneRuns<T>;
+    const Lane x(xh, first_block, lane);
+    const float *sa = run_sums + x.oa / 2, *sb = run_sums + x.ob / 2;
+    int offset = x.block * L::kBlockBytes, step = 0;  // step: the octets from the lane's first block
 #pragma unroll 2
-    for (; b < blocks; b += kBlocksPerStep, offset += kBlocksPerStep * L::kBlockBytes, step += kBlocksPerStep * kOctets) {
-        const uint4 xa[2] = {xa0[step], xa1[step]}, xb[2] = {xb0[step], xb1[step]};
+    for (int b = x.block; b < blocks; b += Lane::kBlocksPerStep, offset += Lane::kBlocksPerStep * L::kBlockBytes,
+             step += Lane::kBlocksPerStep * Lane::kOctets) {
+        uint4 xa[2], xb[2];
+        x.octets(step, xa, xb);
         const float sum_a = L::kSums ? sa[step / 2] : 0.0f, sum_b = L::kSums ? sb[step / 2] : 0.0f;
 #pragma unroll
-        for (int k = 0; k < R; ++k) acc[k] += dot_half<T>(rows[k] + offset, part, xa, xb, sum_a, sum_b);
+        for (int k = 0; k < R; ++k) acc[k] += dot_half<T>(rows[k] + offset, x.part, xa, xb, sum_a, sum_b);
     }
 }
 
@@ -237,22 +234,20 @@ __device__ __forceinline__ void dot_rows_int(const uint8_t* const (&rows)[R], in
                                              const uint4* xq, const float* chunk_scale, const int* run_sums,
                                              int lane, float (&acc)[R]) {
     using L = LaneLayout<T>;
-    constexpr int kBlocksPerStep = 32 / L::kLanes, kOctets = L::kElems / 8;
-    const int part = lane % L::kLanes;
-    int b = lane / L::kLanes;
-    const int oa = (first_block + b) * kOctets + L::run_a(part), ob = (first_block + b) * kOctets + L::run_b(part);
-    const uint4 *xa0 = xq + swizzled_octet(oa), *xa1 = xq + (swizzled_octet(oa) ^ 1);
-    const uint4 *xb0 = xq + swizzled_octet(ob), *xb1 = xq + (swizzled_octet(ob) ^ 1);
-    const int *sa = run_sums + oa / 2, *sb = run_sums + ob / 2;
-    const float* scale = chunk_scale + oa / 16;  // a lane's two runs are in one chunk (16 octets)
-    int offset = b * L::kBlockBytes, step = 0;  // step: the octets from the lane's first block
+    using Lane = LaneRuns<T>;
+    const Lane x(xq, first_block, lane);
+    const int *sa = run_sums + x.oa / 2, *sb = run_sums + x.ob / 2;
+    const float* scale = chunk_scale + x.oa / 16;  // a lane's two runs are in one chunk (16 octets)
+    int offset = x.block * L::kBlockBytes, step = 0;  // step: the octets from the lane's first block
 #pragma unroll 2
-    for (; b < blocks; b += kBlocksPerStep, offset += kBlocksPerStep * L::kBlockBytes, step += kBlocksPerStep * kOctets) {
-        const uint4 xa[2] = {xa0[step], xa1[step]}, xb[2] = {xb0[step], xb1[step]};
+    for (int b = x.block; b < blocks; b += Lane::kBlocksPerStep, offset += Lane::kBlocksPerStep * L::kBlockBytes,
+             step += Lane::kBlocksPerStep * Lane::kOctets) {
+        uint4 xa[2], xb[2];
+        x.octets(step, xa, xb);
         const int sum_a = sa[step / 2], sum_b = sb[step / 2];
         const float s = scale[step / 16];
 #pragma unroll
-        for (int k = 0; k < R; ++k) acc[k] += s * dot_int<T>(rows[k] + offset, part, xa, xb, sum_a, sum_b);
+        for (int k = 0; k < R; ++k) acc[k] += s * dot_int<T>(rows[k] + offset, x.part, xa, xb, sum_a, sum_b);
     }
 }
 

@@ -174,6 +174,42 @@ protected:
         o.device = Device::cuda(0);
         gpu = make_cuda_backend(o);
     }
+    // Attention through sessions of one layer shape and rotation: each step of n
+    // tokens (random q, k, v at the next n positions) goes to both backends, by
+    // attention() or, fused, by rope_attention(), and the outputs must agree
+    // (K/V and P are fp16 in the CUDA path). Fused steps of several tokens must
+    // leave qkv as the CPU leaves it (the rotation works on copies).
+    void compare_attention_steps(int n_layers, int layer, const RopeParams& rp, const std::vector<int>& steps,
+                                 bool fused) {
+        ModelConfig cfg;
+        cfg.n_layers = n_layers; cfg.n_heads = rp.n_heads; cfg.n_kv_heads = rp.n_kv_heads; cfg.head_dim = rp.head_dim;
+        cfg.n_embd = rp.n_heads * rp.head_dim; cfg.n_ff = 64; cfg.n_vocab = 32;
+        const SessionShape shape{4096, 2048, 1};
+        auto cs = cpu->create_session(cfg, shape);
+        auto gs = gpu->create_session(cfg, shape);
+        cs->rope = rp; gs->rope = rp; cs->shape = shape; gs->shape = shape;
+        const int q_dim = rp.n_heads * rp.head_dim, ld = q_dim + 2 * rp.n_kv_heads * rp.head_dim;
+        int pos = 0;
+        for (int n : steps) {
+            auto qkv = random_floats(size_t(n) * ld, rng, -2, 2);
+            std::vector<int32_t> positions(n);
+            for (int i = 0; i < n; ++i) positions[i] = pos + i;
+            std::vector<float> ref(size_t(n) * q_dim), cqkv = qkv;
+            DeviceVec<float> dq(qkv), out(std::vector<float>(ref.size(), NAN));
+            DeviceVec<int32_t> dpos(positions);
+            if (fused) {
+                cpu->rope_attention(*cs, layer, cqkv.data(), ld, n, positions.data(), ref.data());
+                gpu->rope_attention(*gs, layer, dq.ptr, ld, n, dpos.ptr, out.ptr);
+            } else {
+                cpu->attention(*cs, layer, cqkv.data(), ld, n, positions.data(), ref.data());
+                gpu->attention(*gs, layer, dq.ptr, ld, n, dpos.ptr, out.ptr);
+            }
+            EXPECT_LT(rel_error(out.host(), ref), 3e-3) << "step of " << n << " at " << pos;
+            if (fused && n > 1)
+                EXPECT_LT(rel_error(dq.host(), cqkv), 1e-6) << "rotated q and k, step of " << n << " at " << pos;
+            pos += n;
+        }
+    }
     std::unique_ptr<Backend> cpu, gpu;
     std::mt19937 rng{1234};
 };
@@ -516,30 +552,9 @@ TEST_F(CudaOps, AttentionPrefillAndDecode) {
     for (const Case& c : cases) {
         SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " dim " +
                      std::to_string(c.head_dim));
-        ModelConfig cfg;
-        cfg.n_layers = 2; cfg.n_heads = c.n_heads; cfg.n_kv_heads = c.n_kv_heads; cfg.head_dim = c.head_dim;
-        cfg.n_embd = c.n_heads * c.head_dim; cfg.n_ff = 64; cfg.n_vocab = 32;
-        SessionShape shape{4096, 2048, 1};
         RopeParams rp;
         rp.n_heads = c.n_heads; rp.n_kv_heads = c.n_kv_heads; rp.head_dim = c.head_dim; rp.rope_dim = c.head_dim;
-        auto cs = cpu->create_session(cfg, shape);
-        auto gs = gpu->create_session(cfg, shape);
-        cs->rope = rp; gs->rope = rp; cs->shape = shape; gs->shape = shape;
-        const int q_dim = c.n_heads * c.head_dim, ld = q_dim + 2 * c.n_kv_heads * c.head_dim;
-        int pos = 0;
-        for (int n : c.steps) {
-            auto qkv = random_floats(size_t(n) * ld, rng, -2, 2);
-            std::vector<int32_t> positions(n);
-            for (int i = 0; i < n; ++i) positions[i] = pos + i;
-            std::vector<float> ref(size_t(n) * q_dim);
-            cpu->attention(*cs, 1, qkv.data(), ld, n, positions.data(), ref.data());
-            DeviceVec<float> dq(qkv), out(std::vector<float>(ref.size(), NAN));
-            DeviceVec<int32_t> dpos(positions);
-            gpu->attention(*gs, 1, dq.ptr, ld, n, dpos.ptr, out.ptr);
-            // K/V and P are fp16 in the CUDA path.
-            EXPECT_LT(rel_error(out.host(), ref), 3e-3) << "step of " << n << " at " << pos;
-            pos += n;
-        }
+        compare_attention_steps(2, 1, rp, c.steps, /*fused=*/false);
     }
 }
 
@@ -557,32 +572,10 @@ TEST_F(CudaOps, RopeAttentionFusedDecode) {
     for (const Case& c : cases) {
         SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + " rope_dim " +
                      std::to_string(c.rope_dim));
-        ModelConfig cfg;
-        cfg.n_layers = 1; cfg.n_heads = c.n_heads; cfg.n_kv_heads = c.n_kv_heads; cfg.head_dim = c.head_dim;
-        cfg.n_embd = c.n_heads * c.head_dim; cfg.n_ff = 64; cfg.n_vocab = 32;
-        SessionShape shape{4096, 2048, 1};
         RopeParams rp;
         rp.style = c.style; rp.n_heads = c.n_heads; rp.n_kv_heads = c.n_kv_heads; rp.head_dim = c.head_dim;
         rp.rope_dim = c.rope_dim; rp.freq_base = 10000.0f;
-        auto cs = cpu->create_session(cfg, shape);
-        auto gs = gpu->create_session(cfg, shape);
-        cs->rope = rp; gs->rope = rp; cs->shape = shape; gs->shape = shape;
-        const int q_dim = c.n_heads * c.head_dim, ld = q_dim + 2 * c.n_kv_heads * c.head_dim;
-        int pos = 0;
-        for (int n : c.steps) {
-            auto qkv = random_floats(size_t(n) * ld, rng, -2, 2);
-            std::vector<int32_t> positions(n);
-            for (int i = 0; i < n; ++i) positions[i] = pos + i;
-            std::vector<float> ref(size_t(n) * q_dim), cqkv = qkv;
-            cpu->rope_attention(*cs, 0, cqkv.data(), ld, n, positions.data(), ref.data());
-            DeviceVec<float> dq(qkv), out(std::vector<float>(ref.size(), NAN));
-            DeviceVec<int32_t> dpos(positions);
-            gpu->rope_attention(*gs, 0, dq.ptr, ld, n, dpos.ptr, out.ptr);
-            EXPECT_LT(rel_error(out.host(), ref), 3e-3) << "step of " << n << " at " << pos;
-            // The fused path rotates copies; qkv itself is left as it is (Backend::rope_attention).
-            if (n > 1) EXPECT_LT(rel_error(dq.host(), cqkv), 1e-6) << "rotated q and k, step of " << n << " at " << pos;
-            pos += n;
-        }
+        compare_attention_steps(1, 0, rp, c.steps, /*fused=*/true);
     }
 }
 
