@@ -22,6 +22,11 @@
 #              llama: llama.cpp's llama-bench on the same synthetic model (prefill
 #                pp512/pp2048, tg128, tg128 after 8,192 tokens) -> OUT/llama_bench.md;
 #                runs only when LLAMA_SRC is set
+#              matvec_ab (not among the defaults): bench_cuda_matvec of this tree against
+#                that of BASE_SRC (another checkout, say `git archive` of the commit
+#                before a change), each run twice in turn (base, new, base, new) with
+#                MATVEC_ARGS -> OUT/matvec_ab.log
+#   BASE_SRC   the checkout that stage matvec_ab compares against
 #   LLAMA_SRC  llama.cpp sources as `bench/llama_cpp.sh fetch DEST` extracts them (on a
 #              machine with network access; this one needs none)
 #   LLAMA_BUILD  where llama-bench is built (default /tmp/llama-build; an existing
@@ -128,6 +133,26 @@ if has matvec; then
     || grep -E "error|FAILED" "$OUT/matvec_build.log" | head -20
   # shellcheck disable=SC2086
   "$BUILD/bench_cuda_matvec" ${MATVEC_ARGS:-} 2>&1 | tee "$OUT/matvec.log"
+fi
+
+if has matvec_ab; then
+  say "matvec_ab: this tree against ${BASE_SRC:-(BASE_SRC not set)} (bench_cuda_matvec ${MATVEC_ARGS:-})"
+  if [ -n "${BASE_SRC:-}" ]; then
+    BASE_BUILD=/tmp/orcd-base-build
+    cmake -S "$(realpath "$BASE_SRC")" -B "$BASE_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DORCD_CUDA=ON -DORCD_BUILD_PYTHON=OFF > "$OUT/matvec_ab_build.log" 2>&1 \
+      && cmake --build "$BASE_BUILD" --target bench_cuda_matvec >> "$OUT/matvec_ab_build.log" 2>&1 \
+      && cmake --build "$BUILD" --target bench_cuda_matvec >> "$OUT/matvec_ab_build.log" 2>&1 \
+      || grep -E "error|FAILED" "$OUT/matvec_ab_build.log" | head -20
+    for side in base new base new; do
+      bin="$BUILD/bench_cuda_matvec"; [ $side = base ] && bin="$BASE_BUILD/bench_cuda_matvec"
+      echo "-- $side"
+      # shellcheck disable=SC2086
+      "$bin" ${MATVEC_ARGS:-} 2>&1 | grep -E "^\| [A-Z]|^device"
+    done | tee "$OUT/matvec_ab.log"
+  else
+    echo "skipped: BASE_SRC is not set"
+  fi
 fi
 
 if has profile; then

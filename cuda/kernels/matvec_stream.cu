@@ -28,9 +28,10 @@ namespace orcd::cuda {
 // registers between the maximum (and the norm's sum of squares, each warp's in
 // ss_part) and the conversion, so that x is read from L2 once; wider inputs are
 // read twice. (Two passes for every width took 2 x 16 KB of L2 reads per block
-// for rows of 4,096, next to 2.3 KB of weights per row.) Every thread must call
-// it; it synchronises the block once and the caller once more before the copy
-// is read. Returns 2^e.
+// for rows of 4,096, next to 2.3 KB of weights per row.) after_loads() runs once
+// a thread's held inputs are requested (not for wider inputs). Every thread must
+// call it; it synchronises the block once and the caller once more before the
+// copy is read. Returns 2^e.
 constexpr int64_t half_input_octets(int64_t cols) { return (cols / 8 + 7) / 8 * 8; }
 constexpr size_t half_input_bytes(int64_t cols) {
     return size_t(16 * half_input_octets(cols)) + sizeof(float) * size_t(cols / 16);
@@ -56,9 +57,9 @@ __device__ __forceinline__ void store_half_run(int r, const float4 (&q)[4], floa
     if constexpr (Sums) run_sums[r] = ((sums[0] + sums[1]) + (sums[2] + sums[3])) * 0x1p-24f;
 }
 
-template <MatvecInput I, bool Sums, int kRuns, int W>
+template <MatvecInput I, bool Sums, int kRuns, int W, class AfterLoads>
 __device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t cols, uint4* xh, float* run_sums,
-                                                  float* ss_part) {
+                                                  float* ss_part, AfterLoads&& after_loads) {
     __shared__ float max_part[W];
     const float4* x4 = reinterpret_cast<const float4*>(in.x);
     const int runs = int(cols / 16);
@@ -84,6 +85,7 @@ __device__ __forceinline__ float stage_input_half(const MatvecIn& in, int64_t co
 #pragma unroll
                 for (int k = 0; k < 4; ++k) q[j][k] = load(4 * r + k);
         }
+        after_loads();
     } else {
         for (int c = threadIdx.x; c < 4 * runs; c += blockDim.x) load(c);
     }
@@ -150,8 +152,8 @@ __device__ __forceinline__ void dot_rows_half(const uint8_t* const (&rows)[R], i
 // 32, dot_int.cuh); then each chunk's scale (its largest magnitude / 32767) and
 // the exact sum of every run of 16. A warp takes chunks warp, warp + W, ...,
 // each lane four inputs of one, so x is read once; each warp's share of the
-// norm's sum of squares goes to ss_part. The caller synchronises before the
-// copy is read.
+// norm's sum of squares goes to ss_part; after_loads() runs once the warp's
+// first loads are requested. The caller synchronises before the copy is read.
 // v * up to the nearest integer, for |v * up| < 2^22: adding 1.5 x 2^23 in the
 // same FMA rounds once and leaves the integer in the low bits, cheaper than an F2I.
 __device__ __forceinline__ int scaled_round(float v, float up) {
@@ -164,9 +166,9 @@ constexpr size_t int_input_bytes(int64_t cols) {  // octets, then the chunks' sc
     return size_t(int_input_chunks(cols)) * (2 * kIntChunk + sizeof(float) + sizeof(int) * kIntChunk / 16);
 }
 
-template <MatvecInput I, int W, bool Paired>
+template <MatvecInput I, int W, bool Paired, class AfterLoads>
 __device__ __forceinline__ void stage_input_int(const MatvecIn& in, int64_t cols, uint4* xq, float* chunk_scale,
-                                                int* run_sums, float* ss_part) {
+                                                int* run_sums, float* ss_part, AfterLoads&& after_loads) {
     // Up to kHeld chunks per warp are loaded before the first is converted (one
     // L2 round trip: rows of 4,096 with 8 warps, 14,336 with 16); beyond that
     // the rest are loaded one by one.
@@ -217,6 +219,7 @@ __device__ __forceinline__ void stage_input_int(const MatvecIn& in, int64_t cols
 #pragma unroll
     for (int j = 0; j < kHeld; ++j)
         if (warp + j * W < chunks) held[j] = load(warp + j * W);
+    after_loads();
 #pragma unroll
     for (int j = 0; j < kHeld; ++j)
         if (warp + j * W < chunks) store(warp + j * W, held[j]);
@@ -362,20 +365,38 @@ __global__ void __launch_bounds__(W * 32)
     float up = 1.0f;
     float* chunk_scale = reinterpret_cast<float*>(xh + int_input_chunks(cols) * (kIntChunk / 8));
     int* int_sums = reinterpret_cast<int*>(chunk_scale + int_input_chunks(cols));
+    // The stage the prologue left empty is filled in the first round, or, in blocks
+    // of 8 warps, as soon as the warp's loads of the input are out (stage_input_*'s
+    // after_loads), so that its bytes are in flight during the conversion: Q8_0 x
+    // 4,096 +5-8 points of the copy, Q4_K and Q6_K 128256 x 2048 +3-4.5 (round 33).
+    // Not in blocks of 16 warps (Q5_0 14336 x 4096 -4, the K-quants -3 in graphs),
+    // nor for Q2_K and Q3_K, bound by their decoding (-0.5-2.5). (Issued before
+    // the input's loads, the copy slows them: Q4_K 14336 x 4096 -8.)
+    constexpr bool kRefillDuringConversion =
+        W == kMatvecWarps && T != TensorType::Q2_K && T != TensorType::Q3_K;
+    bool refill = kFirstStages < kStages;
+    int copy_s = kStages - 1;
+    const auto after_loads = [&] {
+        if (kRefillDuringConversion && refill) {
+            copy_step(copy_tile, copy_piece, copy_s);
+            advance(copy_tile, copy_piece);
+            refill = false;
+        }
+    };
     if constexpr (kHasIntDot<T>) {
         constexpr bool kPaired = kPairedIntInput<T>;
         if (in.norm_w)
-            stage_input_int<MatvecInput::Norm, W, kPaired>(in, cols, xh, chunk_scale, int_sums, ss_part);
+            stage_input_int<MatvecInput::Norm, W, kPaired>(in, cols, xh, chunk_scale, int_sums, ss_part, after_loads);
         else
-            stage_input_int<MatvecInput::Plain, W, kPaired>(in, cols, xh, chunk_scale, int_sums, ss_part);
+            stage_input_int<MatvecInput::Plain, W, kPaired>(in, cols, xh, chunk_scale, int_sums, ss_part, after_loads);
     } else if constexpr (kHasHalfDot<T>) {
         constexpr bool kSums = LaneLayout<T>::kSums;
         // Inputs held in registers while staged: one run per thread (rows up to 4,096)
         // for whole rows, whose kernels must stay small for four blocks per SM; four
         // for pieces (up to 32,768 with 16 warps: a 7B model's down product).
         constexpr int kRuns = Whole ? 1 : 4;
-        up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums, kRuns, W>(in, cols, xh, run_sums, ss_part)
-                       : stage_input_half<MatvecInput::Plain, kSums, kRuns, W>(in, cols, xh, run_sums, ss_part);
+        up = in.norm_w ? stage_input_half<MatvecInput::Norm, kSums, kRuns, W>(in, cols, xh, run_sums, ss_part, after_loads)
+                       : stage_input_half<MatvecInput::Plain, kSums, kRuns, W>(in, cols, xh, run_sums, ss_part, after_loads);
     } else if (in.norm_w) {
         stage_input<MatvecInput::Norm>(in, cols, reinterpret_cast<float*>(input), ss_part);
     } else {
@@ -387,10 +408,9 @@ __global__ void __launch_bounds__(W * 32)
     float acc[R];
     // This round's stage and the parity of its use; the copies go to the stage
     // the round before used (in the first round, the one the prologue left empty,
-    // if any).
-    int s = 0, copy_s = kStages - 1;
+    // if it was not filled during the staging).
+    int s = 0;
     uint32_t parity = 0;
-    bool refill = kFirstStages < kStages;
     while (tile < tiles) {
         if (refill) {
             copy_step(copy_tile, copy_piece, copy_s);
