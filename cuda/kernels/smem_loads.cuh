@@ -10,10 +10,11 @@
 
 namespace orcd::cuda {
 
-// From `words`, a 4-byte aligned address, the bytes that start `shift` / 8 bytes
-// on (shift 0 or 16): the forms for a caller that knows the misalignment ahead
-// (a lane's blocks of one streamed row all sit alike: dot_rows_int), so that
-// it is not taken off every address again.
+// From `words`, a 4-byte aligned address, the bits that start `shift` bits on
+// (shift < 32; 0 or 16 to take 2-byte aligned bytes, more to shift them right
+// as well, the top bits then coming from the next word): the forms for a
+// caller that knows the misalignment ahead (a lane's blocks of one streamed row
+// all sit alike: dot_rows_int), so that it is not taken off every address again.
 __device__ __forceinline__ uint32_t load4_shifted(const uint8_t* words, uint32_t shift) {
     const uint32_t* w = reinterpret_cast<const uint32_t*>(words);
     return __funnelshift_r(w[0], w[1], shift);
