@@ -353,10 +353,12 @@ __global__ void __launch_bounds__(W * 32)
     constexpr int kFirstStages = kQuantised<T> ? kStages - 1 : kStages;
     int tile = blockIdx.x, copy_tile = tile;
     int piece = 0, copy_piece = 0;
-    for (int s = 0; s < kFirstStages; ++s) {
+    // Copies the block's next step into stage s.
+    const auto copy_next = [&](int s) {
         copy_step(copy_tile, copy_piece, s);
         advance(copy_tile, copy_piece);
-    }
+    };
+    for (int s = 0; s < kFirstStages; ++s) copy_next(s);
     pdl_enter();
     uint8_t* input = smem + kStages * W * R * shape.row_stride;
     uint4* xh = reinterpret_cast<uint4*>(input);
@@ -378,8 +380,7 @@ __global__ void __launch_bounds__(W * 32)
     int copy_s = kStages - 1;
     const auto after_loads = [&] {
         if (kRefillDuringConversion && refill) {
-            copy_step(copy_tile, copy_piece, copy_s);
-            advance(copy_tile, copy_piece);
+            copy_next(copy_s);
             refill = false;
         }
     };
@@ -412,10 +413,7 @@ __global__ void __launch_bounds__(W * 32)
     int s = 0;
     uint32_t parity = 0;
     while (tile < tiles) {
-        if (refill) {
-            copy_step(copy_tile, copy_piece, copy_s);
-            advance(copy_tile, copy_piece);
-        }
+        if (refill) copy_next(copy_s);
         refill = true;
         bulk_wait(&rows_in[s][warp], parity);
         const bool last_piece = Whole || piece + 1 == pieces;
