@@ -84,16 +84,23 @@ __device__ __forceinline__ uint32_t fifth_bits_of_word(uint32_t qh, int first) {
 
 // The lane's 32 weights of the block at blk (part p) dotted with its runs'
 // inputs xa and xb (sa, sb: their exact sums), in units of the chunk's scale.
+// mis: blk's misalignment (0 or 2), which the types of 2-byte aligned blocks
+// take from the caller instead of from each address (with the planes' shifts
+// folded into the same funnel shifts, Q3_K: 126 -> 103 instructions per row
+// and part, SASS of the streaming loop). Q3_K and Q6_K read words from blk - mis,
+// shifted by 8 mis bits (their fields sit at multiples of 4 in the block); Q5_0
+// and IQ4_NL, whose fields after d sit at 2 modulo 4, from blk + mis, shifted by
+// 16 - 8 mis bits.
 template <TensorType T>
 __device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 (&xa)[2], const uint4 (&xb)[2],
-                                         int sa, int sb) {
+                                         int sa, int sb, uint32_t mis) {
     using TT = TensorType;
     if constexpr (T == TT::Q5_0 || T == TT::Q5_1) {
         // Q5_0: d, qh, qs (blocks of 22, 2-byte aligned); Q5_1: d, m, qh, qs (24, 4-byte aligned).
         uint32_t q[4], lo[4], hi[4], qh;
         if constexpr (T == TT::Q5_0) {
-            load16_from2(blk + 6, q);
-            qh = load4_from2(blk + 2);
+            load16_shifted(blk + mis + 4, 16 - 8 * mis, q);
+            qh = load4_shifted(blk + mis, 16 - 8 * mis);
         } else {
             load16_from4(blk + 8, q);
             qh = reinterpret_cast<const uint32_t*>(blk)[1];
@@ -111,13 +118,18 @@ __device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 
         // LaneLayout: half h, bytes 16i..16i+15 of its 32, planes 2j (A) and
         // 2j + 1 (B), each plane of 16 with its own scale.
         const int h = p >> 2, i = (p >> 1) & 1, j = p & 1;
+        // A's plane to bits 0-1 of each byte, B's to 2-3. Q3_K's words are read
+        // from blk - mis, and the funnel shift that aligns them also takes the
+        // plane's shift (the bits it brings in at the top are masked off below).
         uint32_t q[4], lo[4], hi[4];
-        if constexpr (T == TT::Q2_K)
+        const uint8_t* words = blk - mis;
+        if constexpr (T == TT::Q2_K) {
             load16_from4(blk + 16 + 32 * h + 16 * i, q);
-        else
-            load16_from2(blk + 32 + 32 * h + 16 * i, q);
 #pragma unroll
-        for (int k = 0; k < 4; ++k) q[k] >>= 4 * j;  // A's plane to bits 0-1 of each byte, B's to 2-3
+            for (int k = 0; k < 4; ++k) q[k] >>= 4 * j;
+        } else {
+            load16_shifted(words + 32 + 32 * h + 16 * i, 8 * mis + 4 * j, q);
+        }
         if constexpr (T == TT::Q2_K) {
             // B's quants left at 4 q: 4 scA a + scB b < 2 x 15 x 12 x 2^19.
 #pragma unroll
@@ -137,19 +149,19 @@ __device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 
             // The third bit: hmask[l] at bit 4h + 2j (A) and + 1 (B), to bit 2 of each
             // byte; set: +0, clear: -4 (the offset 4 from the sums). Scales of 6 bits
             // less 32: |sc (a - 4 sa)| <= 32 x 4 x 2^19 for each run.
-            uint32_t hm[4];
-            load16_from2(blk + 16 * i, hm);
+            uint32_t hm[4];  // A's bit at bit 0 of each byte, B's at bit 1
+            load16_shifted(words + 16 * i, 8 * mis + 4 * h + 2 * j, hm);
 #pragma unroll
             for (int k = 0; k < 4; ++k) {
-                const uint32_t t = hm[k] >> (4 * h + 2 * j);  // A's bit at bit 0 of each byte, B's at bit 1
+                const uint32_t t = hm[k];
                 lo[k] = mask_or<0x03030303u>(q[k], (t << 2) & 0x04040404u);
                 hi[k] = mask_or<0x03030303u>(q[k] >> 2, (t << 1) & 0x04040404u);
             }
             const int a = run_dot<false>(lo, xa, 0) - 4 * sa, b = run_dot<false>(hi, xb, 0) - 4 * sb;
             // Scale s = 8h + 4j + i (A), s + 2 (B): the low 4 bits in nibble h of
             // scales[s % 8], the high 2 in scales[8 + s % 4] at 2 (s / 4).
-            const uint32_t slo = load4_from2(blk + 96 + 4 * j) >> (8 * i + 4 * h);
-            const uint32_t shi = load4_from2(blk + 104) >> (8 * i + 4 * h + 2 * j);
+            const uint32_t slo = load4_shifted(words + 96 + 4 * j, 8 * mis) >> (8 * i + 4 * h);
+            const uint32_t shi = load4_shifted(words + 104, 8 * mis) >> (8 * i + 4 * h + 2 * j);
             const uint32_t sc = (slo & 0x000F000Fu) | ((shi << 4) & 0x00300030u);  // A's in bits 0-5, B's in 16-21
             const int scaled = (int(sc & 63) - 32) * a + (int(sc >> 16) - 32) * b;
             return half_bits_to_float(*reinterpret_cast<const uint16_t*>(blk + 108)) * float(scaled);
@@ -197,11 +209,14 @@ __device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 
         const auto* b = reinterpret_cast<const quant::block_q6_k*>(blk);
         const int j = p & 1, k0 = (p >> 1) & 1, h = p >> 2;
         uint32_t q[4], qh[4], lo[4], hi[4];
-        load16_from2(b->ql + 64 * h + 32 * k0 + 16 * j, q);
-        load16_from2(b->qh + 32 * h + 16 * j, qh);
+        // ql at 0, qh at 128, read from blk - mis; qh's funnel shift also takes its
+        // shift by 2 k0 (the bits it brings in at the top are masked off below).
+        const uint8_t* words = blk - mis;
+        load16_shifted(words + 64 * h + 32 * k0 + 16 * j, 8 * mis, q);
+        load16_shifted(words + 128 + 32 * h + 16 * j, 8 * mis + 2 * k0, qh);
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            const uint32_t t = qh[k] >> (2 * k0);  // A's two bits at bits 0-1 of each byte, B's at 4-5
+            const uint32_t t = qh[k];  // A's two bits at bits 0-1 of each byte, B's at 4-5
             lo[k] = mask_or<0x0F0F0F0Fu>(q[k], (t << 4) & 0x30303030u);
             hi[k] = mask_or<0x0F0F0F0Fu>(q[k] >> 4, t & 0x30303030u);
         }
@@ -217,7 +232,7 @@ __device__ __forceinline__ float dot_int(const uint8_t* blk, int p, const uint4 
         float d;
         if constexpr (T == TT::IQ4_NL) {
             d = half_bits_to_float(reinterpret_cast<const uint16_t*>(blk)[0]);
-            load16_from2(blk + 2, q);
+            load16_shifted(blk + mis, 16 - 8 * mis, q);
         } else {
             // d, scales_h, scales_l, then sub-block p's 16 bytes at 8 + 16p (8-byte
             // aligned blocks of 136). Scale: nibble p of scales_l, bits 2p of scales_h.

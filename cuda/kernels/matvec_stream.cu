@@ -242,6 +242,12 @@ __device__ __forceinline__ void dot_rows_int(const uint8_t* const (&rows)[R], in
     const int *sa = run_sums + x.oa / 2, *sb = run_sums + x.ob / 2;
     const float* scale = chunk_scale + x.oa / 16;  // a lane's two runs are in one chunk (16 octets)
     int offset = x.block * L::kBlockBytes, step = 0;  // step: the octets from the lane's first block
+    // Each row's blocks of the lane sit at one 2-byte misalignment (its steps are
+    // a multiple of 4 bytes), taken once here for the dots that read 4-byte words.
+    static_assert(Lane::kBlocksPerStep * L::kBlockBytes % 4 == 0, "a step keeps the blocks' alignment");
+    uint32_t mis[R];
+#pragma unroll
+    for (int k = 0; k < R; ++k) mis[k] = misalignment(rows[k] + offset);
 #pragma unroll 2
     for (int b = x.block; b < blocks; b += Lane::kBlocksPerStep, offset += Lane::kBlocksPerStep * L::kBlockBytes,
              step += Lane::kBlocksPerStep * Lane::kOctets) {
@@ -250,7 +256,7 @@ __device__ __forceinline__ void dot_rows_int(const uint8_t* const (&rows)[R], in
         const int sum_a = sa[step / 2], sum_b = sb[step / 2];
         const float s = scale[step / 16];
 #pragma unroll
-        for (int k = 0; k < R; ++k) acc[k] += s * dot_int<T>(rows[k] + offset, x.part, xa, xb, sum_a, sum_b);
+        for (int k = 0; k < R; ++k) acc[k] += s * dot_int<T>(rows[k] + offset, x.part, xa, xb, sum_a, sum_b, mis[k]);
     }
 }
 
