@@ -23,10 +23,10 @@
 #                pp512/pp2048, tg128, tg128 after 8,192 tokens) -> OUT/llama_bench.md;
 #                runs only when LLAMA_SRC is set
 #              matvec_ab (not among the defaults): bench_cuda_matvec of this tree against
-#                that of BASE_SRC (another checkout, say `git archive` of the commit
-#                before a change), each run twice in turn (base, new, base, new) with
-#                MATVEC_ARGS -> OUT/matvec_ab.log
-#   BASE_SRC   the checkout that stage matvec_ab compares against
+#                that of each checkout in BASE_SRC (say `git archive` of the commit
+#                before a change), all run in turn, twice (base1, base2, ..., new, base1,
+#                ...), with MATVEC_ARGS -> OUT/matvec_ab.log
+#   BASE_SRC   the checkouts that stage matvec_ab compares against, separated by spaces
 #   LLAMA_SRC  llama.cpp sources as `bench/llama_cpp.sh fetch DEST` extracts them (on a
 #              machine with network access; this one needs none)
 #   LLAMA_BUILD  where llama-bench is built (default /tmp/llama-build; an existing
@@ -138,17 +138,25 @@ fi
 if has matvec_ab; then
   say "matvec_ab: this tree against ${BASE_SRC:-(BASE_SRC not set)} (bench_cuda_matvec ${MATVEC_ARGS:-})"
   if [ -n "${BASE_SRC:-}" ]; then
-    BASE_BUILD=/tmp/orcd-base-build
-    cmake -S "$(realpath "$BASE_SRC")" -B "$BASE_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-      -DORCD_CUDA=ON -DORCD_BUILD_PYTHON=OFF > "$OUT/matvec_ab_build.log" 2>&1 \
-      && cmake --build "$BASE_BUILD" --target bench_cuda_matvec >> "$OUT/matvec_ab_build.log" 2>&1 \
-      && cmake --build "$BUILD" --target bench_cuda_matvec >> "$OUT/matvec_ab_build.log" 2>&1 \
-      || grep -E "error|FAILED" "$OUT/matvec_ab_build.log" | head -20
-    for side in base new base new; do
-      bin="$BUILD/bench_cuda_matvec"; [ $side = base ] && bin="$BASE_BUILD/bench_cuda_matvec"
-      echo "-- $side"
-      # shellcheck disable=SC2086
-      "$bin" ${MATVEC_ARGS:-} 2>&1 | grep -E "^\| [A-Z]|^device"
+    sides=() bins=()
+    n=0
+    for base in $BASE_SRC; do  # each base is built in a folder of its own, side by side
+      n=$((n + 1)); base_build=/tmp/orcd-base-build-$n
+      sides+=("base$n: $base") bins+=("$base_build/bench_cuda_matvec")
+      ( cmake -S "$(realpath "$base")" -B "$base_build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+          -DORCD_CUDA=ON -DORCD_BUILD_PYTHON=OFF && cmake --build "$base_build" --target bench_cuda_matvec ) \
+        > "$OUT/matvec_ab_build_$n.log" 2>&1 &
+    done
+    cmake --build "$BUILD" --target bench_cuda_matvec > "$OUT/matvec_ab_build.log" 2>&1 &
+    wait
+    grep -hE "error|FAILED" "$OUT"/matvec_ab_build*.log | head -20
+    sides+=("new: this tree") bins+=("$BUILD/bench_cuda_matvec")
+    for round in 1 2; do
+      for i in "${!bins[@]}"; do
+        echo "-- ${sides[$i]} (round $round)"
+        # shellcheck disable=SC2086
+        "${bins[$i]}" ${MATVEC_ARGS:-} 2>&1 | grep -E "^\| [A-Z]|^device"
+      done
     done | tee "$OUT/matvec_ab.log"
   else
     echo "skipped: BASE_SRC is not set"
