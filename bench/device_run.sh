@@ -147,7 +147,10 @@ if has matvec_ab; then
           -DORCD_CUDA=ON -DORCD_BUILD_PYTHON=OFF && cmake --build "$base_build" --target bench_cuda_matvec ) \
         > "$OUT/matvec_ab_build_$n.log" 2>&1 &
     done
-    cmake --build "$BUILD" --target bench_cuda_matvec > "$OUT/matvec_ab_build.log" 2>&1 &
+    # (without stage build, this tree's build folder is configured here: the bench alone)
+    ( [ -f "$BUILD/build.ninja" ] || cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_CUDA_ARCHITECTURES=90 -DORCD_CUDA=ON -DORCD_BUILD_PYTHON=OFF
+      cmake --build "$BUILD" --target bench_cuda_matvec ) > "$OUT/matvec_ab_build.log" 2>&1 &
     wait
     grep -hE "error|FAILED" "$OUT"/matvec_ab_build*.log | head -20
     sides+=("new: this tree") bins+=("$BUILD/bench_cuda_matvec")
