@@ -138,20 +138,24 @@ fi
 if has matvec_ab; then
   say "matvec_ab: this tree against ${BASE_SRC:-(BASE_SRC not set)} (bench_cuda_matvec ${MATVEC_ARGS:-})"
   if [ -n "${BASE_SRC:-}" ]; then
-    sides=() bins=()
+    # Each checkout's bench alone, built side by side; a build folder made from other
+    # sources (a base of an earlier call) is made anew, this tree's from stage build kept.
+    bench_build() {  # SRC BUILD_DIR LOG
+      local src; src=$(realpath "$1")
+      { grep -qsx "CMAKE_HOME_DIRECTORY:INTERNAL=$src" "$2/CMakeCache.txt" \
+          || { rm -rf "$2" && cmake -S "$src" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+                 -DCMAKE_CUDA_ARCHITECTURES=90 -DORCD_CUDA=ON -DORCD_BUILD_PYTHON=OFF; } \
+          && cmake --build "$2" --target bench_cuda_matvec; } > "$3" 2>&1
+    }
+    sides=() bins=() pids=()
     n=0
-    for base in $BASE_SRC; do  # each base is built in a folder of its own, side by side
-      n=$((n + 1)); base_build=/tmp/orcd-base-build-$n
-      sides+=("base$n: $base") bins+=("$base_build/bench_cuda_matvec")
-      ( cmake -S "$(realpath "$base")" -B "$base_build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-          -DORCD_CUDA=ON -DORCD_BUILD_PYTHON=OFF && cmake --build "$base_build" --target bench_cuda_matvec ) \
-        > "$OUT/matvec_ab_build_$n.log" 2>&1 &
+    for base in $BASE_SRC; do
+      n=$((n + 1))
+      sides+=("base$n: $base") bins+=("/tmp/orcd-base-build-$n/bench_cuda_matvec")
+      bench_build "$base" "/tmp/orcd-base-build-$n" "$OUT/matvec_ab_build_$n.log" & pids+=($!)
     done
-    # (without stage build, this tree's build folder is configured here: the bench alone)
-    ( [ -f "$BUILD/build.ninja" ] || cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_CUDA_ARCHITECTURES=90 -DORCD_CUDA=ON -DORCD_BUILD_PYTHON=OFF
-      cmake --build "$BUILD" --target bench_cuda_matvec ) > "$OUT/matvec_ab_build.log" 2>&1 &
-    wait
+    bench_build "$SRC" "$BUILD" "$OUT/matvec_ab_build.log" & pids+=($!)
+    wait "${pids[@]}"
     grep -hE "error|FAILED" "$OUT"/matvec_ab_build*.log | head -20
     sides+=("new: this tree") bins+=("$BUILD/bench_cuda_matvec")
     for round in 1 2; do
